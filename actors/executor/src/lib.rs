@@ -1,0 +1,85 @@
+//! Executor actor: owns the pod's one sub-process. (Interface fixed; implementation in progress.)
+//!
+//! Messages: [`Command`] (a `/control/<task>` verb with its body) → [`Reply`];
+//! [`GetStatus`] → [`ExecutorStatus`]; [`Shutdown`] (tear down with grace, run `finalize`).
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use ochopod_api::Task;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A control verb for the executor. Commands run one at a time in arrival order (FIFO); the
+/// reply comes when the command has completed. The HTTP layer applies the request timeout (408);
+/// a timed-out command stays queued and still runs, as in the original.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Reply")]
+pub struct Command {
+    pub task: Task,
+    /// The raw JSON body (`None` for an empty body). For check/on/off/ok/kill a leader payload
+    /// (`ochopod_core::ControlPayload`); for signal anything.
+    pub body: Option<Value>,
+    pub timeout: Duration,
+}
+
+/// The outcome of a [`Command`], mapped to HTTP by the control actor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// 200 with this JSON body (`{}` for every task but `signal`).
+    Ok(Value),
+    /// 406: `can_configure`, `initialize` or the configuration failed.
+    SoftFailure(String),
+    /// 410: the pod is dead and idles.
+    Dead,
+    /// 500: a hook (`configured`, `signaled`) failed.
+    HookFailure(String),
+    /// 409: an `on` from an epoch older than the newest accepted.
+    StaleEpoch { epoch: u64, newest: u64 },
+    /// 400: the body is not what the task needs.
+    BadRequest(String),
+}
+
+impl Reply {
+    pub fn status(&self) -> u16 {
+        use ochopod_api::wire::status;
+        match self {
+            Reply::Ok(_) => status::OK,
+            Reply::SoftFailure(_) => status::SOFT_FAILURE,
+            Reply::Dead => status::DEAD,
+            Reply::HookFailure(_) => status::HOOK_FAILURE,
+            Reply::StaleEpoch { .. } => status::CONFLICT,
+            Reply::BadRequest(_) => status::BAD_REQUEST,
+        }
+    }
+}
+
+/// What `/info` and `/metrics` show of the executor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ExecutorStatus")]
+pub struct GetStatus;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ExecutorStatus {
+    /// `stopped`, `running`, `terminating`, `dead`, `backoff`, `crashloop`, or `sidecar`.
+    pub process: String,
+    pub pid: Option<u32>,
+    pub sidecar: bool,
+    /// Restarts after failures since the pod started.
+    pub restarts: u64,
+    /// The last sanity check's JSON object output (`{}` when none).
+    pub metrics: Value,
+    /// Sanity-check failures since the pod started.
+    pub sanity_failures: u64,
+    /// The newest configuration epoch accepted.
+    pub epoch: Option<u64>,
+    /// Configurations applied (`on` with a payload that rendered successfully).
+    pub configurations: u64,
+    pub last_exit: Option<i32>,
+}
+
+/// Graceful stop for the pod's shutdown: tear the process down (grace, then SIGKILL unless
+/// `soft`), run `finalize`, and reply once nothing is left running.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
