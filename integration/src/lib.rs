@@ -1,1 +1,12 @@
-//! (being written)
+//! The test harness: real things only.
+//!
+//! Theory of operation: [`zk::ZkServer`] starts a real ZooKeeper (the Debian package's jar) on a
+//! free loopback port with its data in a temp dir, waits until it serves requests, and stops it by
+//! pid when dropped. [`pods`] starts real `ochopod` binaries on claimed ports and talks to them
+//! over their control API. [`wait`] polls a condition until it holds or a timeout expires, so a
+//! test waits for an outcome instead of sleeping and hoping. Anything missing on the machine (Java,
+//! the ZooKeeper jar, the built binary) is an error that says how to install it: tests never skip.
+
+pub mod ports;
+pub mod wait;
+pub mod zk;
