@@ -6,7 +6,12 @@
 //! over their control API. [`wait`] polls a condition until it holds or a timeout expires, so a
 //! test waits for an outcome instead of sleeping and hoping. Anything missing on the machine (Java,
 //! the ZooKeeper jar, the built binary) is an error that says how to install it: tests never skip.
+//!
+//! Scenario tests that run pods live in `crates/ochopod/tests/`, not here: only there does Cargo
+//! hand tests the freshly built `ochopod` binary (`CARGO_BIN_EXE_ochopod`), so a test can never
+//! run a stale one.
 
+pub mod pods;
 pub mod ports;
 pub mod wait;
 pub mod zk;

@@ -12,12 +12,11 @@ where
 {
     let start = Instant::now();
     let every = Duration::from_millis(20);
-    let mut last = String::from("(never observed)");
     loop {
-        match probe().await {
+        let last = match probe().await {
             Ok(v) => return Ok(v),
-            Err(seen) => last = seen,
-        }
+            Err(seen) => seen,
+        };
         if start.elapsed() >= timeout {
             anyhow::bail!("timed out after {timeout:?} waiting for {what}; last observed: {last}");
         }
@@ -28,12 +27,11 @@ where
 /// The blocking twin of [`until`], for code without a runtime.
 pub fn until_blocking<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> anyhow::Result<T> {
     let start = Instant::now();
-    let mut last = String::from("(never observed)");
     loop {
-        match probe() {
+        let last = match probe() {
             Ok(v) => return Ok(v),
-            Err(seen) => last = seen,
-        }
+            Err(seen) => seen,
+        };
         if start.elapsed() >= timeout {
             anyhow::bail!("timed out after {timeout:?} waiting for {what}; last observed: {last}");
         }

@@ -1,0 +1,46 @@
+# ochopod — run `make help` for the targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+ZK_JAR := /usr/share/java/zookeeper.jar
+# apt-get needs root; use sudo when we are not.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup build demo test lint fmt bench soak clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## Install what the tests need (Debian zookeeper package) if missing, fetch crates
+	@if [ ! -f $(ZK_JAR) ] || ! command -v java >/dev/null; then \
+	  echo "installing ZooKeeper (Debian package)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper; \
+	fi
+	@$(CARGO) fetch -q
+
+build: ## Build every binary (debug)
+	$(CARGO) build --workspace --bins
+
+demo: setup build ## Start a local ZooKeeper, form a 3-pod ZooKeeper ensemble with ochopod, show it, tear down
+	bash examples/demo.sh
+
+test: setup build ## Run every test (unit, actor, and integration against a real ZooKeeper)
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+	  $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+lint: ## fmt check + clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: setup ## Benchmarks against a real ZooKeeper; writes bench/results.md
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p ochopod-integration --bin ochopod-bench -- --out bench/results.md
+
+clean: ## Remove build output
+	$(CARGO) clean
