@@ -145,7 +145,25 @@ impl Pod {
         Ok(status)
     }
 
-    /// SIGKILL and reap, like a crashed container.
+    /// SIGKILL the pod and every process below it, like a container that dies: nothing gets a
+    /// chance to clean up, and the supervised process (in its own process group) dies too.
+    pub fn kill_tree(&mut self) {
+        let root = self.pid();
+        let mut tree = descendants(root);
+        tree.push(root);
+        for pid in tree {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        self.kill();
+    }
+
+    /// Every process below this pod (children, grandchildren…), from /proc.
+    pub fn descendants(&self) -> Vec<u32> {
+        descendants(self.pid())
+    }
+
+    /// SIGKILL and reap, like a crashed ochopod (its child survives, orphaned: see
+    /// [`Pod::kill_tree`] for a dying container).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -162,4 +180,33 @@ impl Drop for Pod {
             stop_child(&mut c, Duration::from_secs(10));
         }
     }
+}
+
+/// `(pid, ppid)` of every process, from /proc/<pid>/stat.
+fn process_table() -> Vec<(u32, u32)> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces and parentheses: fields resume after the last ')'.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// Every process whose ancestry leads to `root`.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let table = process_table();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(table.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.remove(0);
+    found
 }
