@@ -14,12 +14,25 @@ use crate::ports::free_port;
 use crate::wait;
 use crate::zk::stop_child;
 
-/// The folder holding the binaries of this build (`target/debug`), found from the running test
-/// executable (`target/debug/deps/<test>`), so it works with any target dir.
+/// The folder holding the binaries of this build (`target/debug` or `target/release`), found from
+/// the running executable — a test (`target/debug/deps/<test>`) or a binary (`target/release/<bin>`)
+/// — so it works with any target dir and profile.
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current test executable");
-    let deps = exe.parent().expect("deps folder");
-    deps.parent().unwrap_or(deps).to_path_buf()
+    let exe = std::env::current_exe().expect("current executable");
+    let dir = exe.parent().expect("executable folder");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().unwrap_or(dir).to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// The `ochopod` binary of this build.
+pub fn ochopod_bin() -> anyhow::Result<PathBuf> {
+    let p = bin_dir().join("ochopod");
+    if !p.exists() {
+        bail!("{} is missing: build it first with `cargo build -p ochopod` (make test does)", p.display());
+    }
+    Ok(p)
 }
 
 /// The probe workload binary, built by `cargo build --workspace --bins` (`make test` does).
