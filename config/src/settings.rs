@@ -198,6 +198,11 @@ pub mod defaults {
     pub fn session_timeout() -> Duration {
         Duration::from_secs(15)
     }
+    /// ZooKeeper's default minimum session is 2 ticks of 2 s; shorter timeouts get negotiated up
+    /// anyway, so asking for them only hides what the pod really gets.
+    pub fn min_session_timeout() -> Duration {
+        Duration::from_secs(4)
+    }
     pub fn damper() -> Duration {
         Duration::from_secs(10)
     }
@@ -210,6 +215,9 @@ pub mod defaults {
     pub fn probe_timeout() -> Duration {
         Duration::from_secs(10)
     }
+    pub const START: bool = true;
+    /// Child output goes to the pod log (and `/log`), so one place shows both.
+    pub const PIPE_OUTPUT: bool = true;
     pub fn process_grace() -> Duration {
         Duration::from_secs(60)
     }
