@@ -1,7 +1,37 @@
-//! Executor actor: owns the pod's one sub-process. (Interface fixed; implementation in progress.)
+//! Executor actor: owns the pod's one sub-process.
 //!
-//! Messages: [`Command`] (a `/control/<task>` verb with its body) → [`Reply`];
-//! [`GetStatus`] → [`ExecutorStatus`]; [`Shutdown`] (tear down with grace, run `finalize`).
+//! Theory of operation. The [`Executor`] actor owns the supervised child (or none, for a sidecar
+//! declared without a `process`), the FIFO of control commands, the hooks, the rendered files, the
+//! sanity checks and the restart backoff. It accepts [`Command`] (a `/control/<task>` verb with
+//! its body) → [`Reply`], [`GetStatus`] → [`ExecutorStatus`], and [`Shutdown`] (tear down with
+//! grace, run `finalize`, reply once nothing runs). It emits lifecycle events on the
+//! [`ochopod_core::events::EventBus`] (process states, restarts, sanity results, configurations).
+//!
+//! All decisions live in [`machine`], a pure state machine unit-tested without processes: it
+//! takes inputs (command arrived, hook done, child exited, timer fired, sanity result) and returns
+//! actions (reply, run a hook, render, spawn, signal the group, arm a timer). [`actor`] performs
+//! them with tokio processes and actix delayed self-messages; [`render`] turns the declaration and
+//! a cluster view into argv, environment and files (minijinja, strict undefined); [`process`] runs
+//! hooks and checks and spawns the child in its own process group; [`reaper`] reaps orphaned
+//! zombies as PID 1 or as a child subreaper without stealing tokio's children.
+//!
+//! Failure policy: a process exiting 0 finalizes the pod, which then idles as dead (410 to every
+//! command, info and log still served). A failing process is restarted after a decorrelated-jitter
+//! delay, reported as `crashloop` after `crashloop_after` failures in a row, and turned off after
+//! `give_up_after` of them or after `retries` failed sanity checks. A failing `initialize` kills
+//! the pod (as the original); a failing render only fails the command (406), the pod stays.
+//! Stopping sends SIGTERM (or runs `tear_down`) to the process group, waits `grace`, then
+//! SIGKILLs the group unless `soft`.
+
+pub mod actor;
+pub mod machine;
+pub mod process;
+pub mod reaper;
+pub mod render;
+#[cfg(test)]
+mod testing;
+
+pub use actor::Executor;
 
 use std::time::Duration;
 

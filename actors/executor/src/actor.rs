@@ -1,0 +1,261 @@
+//! The executor actor: drives the [`Machine`] with real processes, hooks and timers.
+//!
+//! Every message becomes an [`Input`]; every [`Action`] the machine returns is performed here.
+//! Rendering, writing files, spawning and signalling are quick and synchronous, so their results
+//! go straight back to the machine; hooks, sanity checks and child exits are futures spawned on
+//! the actor's context, and timers are delayed self-notifications. The mailbox is never blocked:
+//! a command's handler parks its reply channel and returns at once, and the reply is sent when
+//! the machine says the command completed.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use ochopod_config::{Hook, Settings};
+use ochopod_core::events::EventBus;
+use ochopod_core::ClusterView;
+use tokio::sync::oneshot;
+
+use crate::machine::{Action, HookKind, Input, JobId, Machine, Policy};
+use crate::process::{run_sanity, run_shell, signal_group, spawn_child};
+use crate::render::{base_dir, ochopod_env, render, write_files, Rendered};
+use crate::{Command, GetStatus, Reply, Shutdown};
+
+pub struct Executor {
+    settings: Arc<Settings>,
+    events: EventBus,
+    machine: Machine,
+    /// Reply channels of the commands in the machine's queue, by job id.
+    waiting: HashMap<JobId, oneshot::Sender<Reply>>,
+    /// The shutdown requests waiting for the pod to be dead.
+    shutdowns: HashMap<JobId, oneshot::Sender<()>>,
+    next_id: JobId,
+    /// The pod's own environment, read once: the base of the child's and the template `env`.
+    env: BTreeMap<String, String>,
+    /// The last successful configuration: what a spawn starts.
+    rendered: Option<Rendered>,
+    /// `process.cwd` resolved against the declaration's folder.
+    cwd: Option<PathBuf>,
+}
+
+impl Executor {
+    pub fn new(settings: Arc<Settings>, events: EventBus) -> Self {
+        let env = std::env::vars().collect();
+        Self::with_env(settings, events, env)
+    }
+
+    /// As [`Executor::new`] with the pod environment given (tests, `ochopod render`).
+    pub fn with_env(settings: Arc<Settings>, events: EventBus, env: BTreeMap<String, String>) -> Self {
+        let machine = Machine::new(Policy::from_settings(&settings), rand::random());
+        let cwd = settings.process.as_ref().and_then(|p| p.cwd.as_ref()).map(|_| base_dir(&settings));
+        Executor {
+            settings,
+            events,
+            machine,
+            waiting: HashMap::new(),
+            shutdowns: HashMap::new(),
+            next_id: 1,
+            env,
+            rendered: None,
+            cwd,
+        }
+    }
+
+    fn hook(&self, hook: HookKind) -> Option<&Hook> {
+        let h = &self.settings.hooks;
+        match hook {
+            HookKind::Initialize => h.initialize.as_ref(),
+            HookKind::CanConfigure => h.can_configure.as_ref(),
+            HookKind::Configured => h.configured.as_ref(),
+            HookKind::Signaled => h.signaled.as_ref(),
+            HookKind::TearDown => h.tear_down.as_ref(),
+            HookKind::Finalize => h.finalize.as_ref(),
+        }
+    }
+
+    fn next_id(&mut self) -> JobId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Feed one input to the machine and perform what it asks, including the inputs that
+    /// synchronous actions produce.
+    fn drive(&mut self, ctx: &mut Context<Self>, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            for action in self.machine.handle(input, Instant::now()) {
+                if let Some(next) = self.perform(ctx, action) {
+                    inputs.push_back(next);
+                }
+            }
+        }
+    }
+
+    fn perform(&mut self, ctx: &mut Context<Self>, action: Action) -> Option<Input> {
+        match action {
+            Action::Reply { id, reply } => {
+                if let Some(tx) = self.waiting.remove(&id) {
+                    // The caller may have given up (HTTP timeout): the command still ran.
+                    let _ = tx.send(reply);
+                } else if let Some(tx) = self.shutdowns.remove(&id) {
+                    let _ = tx.send(());
+                }
+                None
+            }
+            Action::RunHook { hook, view, stdin } => {
+                let Some(h) = self.hook(hook).cloned() else {
+                    return Some(Input::HookDone { hook, result: Ok(String::new()) });
+                };
+                let stdin = stdin.unwrap_or_else(|| view_json(view.as_deref()));
+                let mut env = self.env.clone();
+                env.extend(ochopod_env(&self.settings, view.as_deref()));
+                // What the original handed `tear_down` and `signaled` (the Popen), as a pid.
+                if let Some(pid) = self.machine.pid() {
+                    env.insert("OCHOPOD_PID".into(), pid.to_string());
+                }
+                let cwd = self.cwd.clone();
+                tracing::debug!(hook = hook.name(), "running hook");
+                let fut = async move { run_shell(&h.command, &stdin, &env, cwd.as_deref(), h.timeout).await };
+                ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+                    if let Err(e) = &result {
+                        tracing::warn!(hook = hook.name(), error = %e, "hook failed");
+                    }
+                    act.drive(ctx, Input::HookDone { hook, result });
+                }));
+                None
+            }
+            Action::Configure { view } => {
+                let result = render(&self.settings, &view, &self.env)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| write_files(&r.files).map(|()| r));
+                let result = match result {
+                    Ok(r) => {
+                        tracing::info!(index = view.index, size = view.size, epoch = ?view.epoch, "configured");
+                        self.rendered = Some(r);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "configuration failed");
+                        Err(e)
+                    }
+                };
+                Some(Input::Configured { result })
+            }
+            Action::Spawn { gen } => Some(self.spawn(ctx, gen)),
+            Action::Signal { pgid, sig } => {
+                tracing::debug!(pgid, ?sig, "signalling the process group");
+                signal_group(pgid, sig);
+                None
+            }
+            Action::Arm { timer, delay } => {
+                ctx.run_later(delay, move |act, ctx| act.drive(ctx, Input::TimerFired(timer)));
+                None
+            }
+            Action::RunSanity { gen } => {
+                let sanity = self.settings.process.as_ref().and_then(|p| p.sanity.clone());
+                let check = self.rendered.as_ref().and_then(|r| r.sanity.clone());
+                let (Some(sanity), Some(check)) = (sanity, check) else {
+                    return Some(Input::SanityDone { gen, result: Ok(None) });
+                };
+                let mut env = self.env.clone();
+                env.extend(ochopod_env(&self.settings, self.machine.last_view()));
+                let cwd = self.cwd.clone();
+                let fut = async move { run_sanity(&check, &env, cwd.as_deref(), sanity.timeout).await };
+                ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+                    act.drive(ctx, Input::SanityDone { gen, result });
+                }));
+                None
+            }
+            Action::Publish(event) => {
+                self.events.publish(event);
+                None
+            }
+        }
+    }
+
+    fn spawn(&mut self, ctx: &mut Context<Self>, gen: u64) -> Input {
+        let Some(rendered) = &self.rendered else {
+            return Input::SpawnFailed { gen, error: "nothing to start: never configured".into() };
+        };
+        let pipe = self.settings.process.as_ref().is_some_and(|p| p.pipe_output);
+        match spawn_child(&rendered.argv, &rendered.env, self.cwd.as_deref(), pipe) {
+            Ok((mut child, owned)) => {
+                let pid = child.id().unwrap_or(0);
+                tracing::info!(pid, argv = ?rendered.argv, "process started");
+                let wait = async move {
+                    let status = child.wait().await;
+                    drop(owned);
+                    status
+                };
+                ctx.spawn(wait.into_actor(self).map(move |status, act, ctx| {
+                    use std::os::unix::process::ExitStatusExt;
+                    let (code, signal) = match status {
+                        Ok(s) => (s.code(), s.signal()),
+                        Err(e) => {
+                            tracing::error!(pid, error = %e, "lost the process's exit status");
+                            (None, None)
+                        }
+                    };
+                    tracing::info!(pid, ?code, ?signal, "process exited");
+                    act.drive(ctx, Input::Exited { gen, code, signal });
+                }));
+                Input::Spawned { gen, pid }
+            }
+            Err(e) => Input::SpawnFailed { gen, error: e.to_string() },
+        }
+    }
+}
+
+fn view_json(view: Option<&ClusterView>) -> String {
+    view.and_then(|v| serde_json::to_string(v).ok()).unwrap_or_else(|| "{}".to_string())
+}
+
+impl Actor for Executor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        let status = self.machine.status(Instant::now());
+        tracing::debug!(process = %status.process, "executor started");
+    }
+}
+
+/// A control verb: queued, answered when it completed (see [`Command`]).
+impl Handler<Command> for Executor {
+    type Result = ResponseFuture<Reply>;
+
+    fn handle(&mut self, msg: Command, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id();
+        self.waiting.insert(id, tx);
+        tracing::debug!(task = %msg.task, id, "command queued");
+        self.drive(ctx, Input::Command { id, task: msg.task, body: msg.body });
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Reply::SoftFailure("the executor stopped".into())) })
+    }
+}
+
+/// What `/info` and `/metrics` show.
+impl Handler<GetStatus> for Executor {
+    type Result = MessageResult<GetStatus>;
+
+    fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.machine.status(Instant::now()))
+    }
+}
+
+/// Tear down, finalize, and answer once nothing runs any more.
+impl Handler<Shutdown> for Executor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id();
+        self.shutdowns.insert(id, tx);
+        self.drive(ctx, Input::Shutdown { id });
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
