@@ -1,43 +1,28 @@
-//! Leader actor: election, watches, hash and damper, configuration rounds, probe. (Interface
-//! fixed; implementation in progress.)
+//! Leader actor: election, watches, hash and damper, configuration rounds, probe.
+//!
+//! Theory of operation. The actor is told about the ZooKeeper session by the session actor
+//! ([`SessionEvent`](ochopod_session::SessionEvent)): on `Up` it queues for the cluster's lock
+//! (kazoo-compatible `coordinator/<hex>__lock__<seq>` nodes, lowest wins, each contender watching
+//! its predecessor only, see [`election`]). The winner leads with the lock's sequence as fencing
+//! epoch: it watches `pods/` and each dependency's `snapshot` (ZooKeeper watches, no polling),
+//! feeds what it sees to the [`plan::Planner`], which compares the canonical hash of that state
+//! with the stored `hash` node and arms the damper; when it elapses the actor runs a
+//! [`round`] (`check` → `off` → `on` → `ok` over HTTP) and writes `snapshot` then `hash` in one
+//! transaction that checks the lock node. The probe command then runs right away and every
+//! `every`, its output becoming the cluster status of `/info`.
+//!
+//! Failure policy: leader work stops the moment the session is suspended (the lock node is kept,
+//! and leadership resumes only on `Resumed` of the same generation after the queue was looked at
+//! again); everything is dropped on `Lost`. Each step of a round re-checks that the lock is still
+//! ours in a connected session. A failed round is logged pod by pod and retried after the damper.
+//! Unreadable pod nodes are skipped, never a reason to drop leadership. `Shutdown` deletes the
+//! lock node so a follower takes over at once, and drops every `Client` clone.
 
-use actix::prelude::*;
-use serde::Serialize;
+mod actor;
+pub mod election;
+pub mod plan;
+pub mod probe;
+pub mod round;
+pub mod zk;
 
-/// Run a configuration round now, even if the hash did not change (`POST /reconfigure`).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<(), NotLeader>")]
-pub struct Reconfigure;
-
-/// `/reconfigure` on a follower: 409, naming the leader when known.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NotLeader {
-    /// The leader's control address `ip:port`, if it could be read.
-    pub leader: Option<String>,
-}
-
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "LeaderStatus")]
-pub struct GetLeaderStatus;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct LeaderStatus {
-    /// `follower`, `leader`, `leader (configuration pending)`, `leader (configuring)`.
-    pub state: String,
-    /// Cluster status on the leader (probe output, `* configuring N pods`…), `""` otherwise.
-    pub status: String,
-    pub leader: bool,
-    /// The fencing epoch of the current leadership.
-    pub epoch: Option<u64>,
-    pub rounds_ok: u64,
-    pub rounds_failed: u64,
-    pub last_round_ms: Option<u64>,
-    /// Sum of the durations of every finished round, for the metrics' average.
-    pub rounds_ms_total: u64,
-}
-
-/// Stop leading and release every ZooKeeper handle (lock, watches, client clones) while the
-/// runtime is alive; replies once released.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
+pub use actor::{GetLeaderStatus, Leader, LeaderStatus, NotLeader, Reconfigure, Shutdown};

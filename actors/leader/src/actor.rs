@@ -1,0 +1,703 @@
+//! The leader actor: drives the election, the watches, the planner, the rounds and the probe.
+//!
+//! Handlers are synchronous; everything that waits (ZooKeeper, HTTP, the probe) runs as a tokio
+//! task that reports back with a message tagged with the `token` it was started under. The token
+//! changes whenever that work becomes stale (suspension, session loss, lost lock, shutdown), the
+//! tasks of the old token are aborted, and a late report of theirs is dropped on arrival.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use ochopod_api::PodClient;
+use ochopod_config::Settings;
+use ochopod_core::deps::Dependency;
+use ochopod_core::events::{Event, EventBus};
+use ochopod_core::hash::state_hash;
+use ochopod_core::view::Pods;
+use ochopod_core::{paths, ClusterView, ControlPayload};
+use ochopod_session::SessionEvent;
+use serde::Serialize;
+use zookeeper_client::Client;
+
+use crate::election::LockData;
+use crate::plan::{Decision, Planner, RoundPlan, RoundResult};
+use crate::probe;
+use crate::round::{self, RoundInput, RoundOutcome};
+use crate::zk::{self, ElectionEvent, LockNode, Takeover, ZkFence};
+
+/// How long `Shutdown` waits for the deletion of our lock node.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Leader {
+    settings: Arc<Settings>,
+    key: String,
+    /// Stored in our lock node so that followers can name us.
+    address: String,
+    pods: PodClient,
+    events: EventBus,
+    /// `/ochopod/clusters/<ns>.<cluster>`.
+    prefix: String,
+    dependencies: Vec<Dependency>,
+    session: Option<SessionCtx>,
+    /// Our contender node in the current session, kept across a suspension so that we keep our
+    /// place in the queue.
+    lock: Option<LockNode>,
+    /// Unique per session: finds our node again if a create's reply was lost.
+    contender: String,
+    lead: Option<Lead>,
+    token: u64,
+    /// Tasks of the current token; dropping them aborts them (and drops their `Client` clones).
+    tasks: Vec<AbortOnDrop>,
+    stats: Stats,
+    /// After `Shutdown`: later session events must not restart anything.
+    stopped: bool,
+}
+
+struct SessionCtx {
+    generation: u64,
+    client: Client,
+    connected: bool,
+}
+
+/// Leader-only state, dropped the moment leadership stops.
+struct Lead {
+    epoch: u64,
+    lock: LockNode,
+    planner: Planner,
+    damper: Option<SpawnHandle>,
+    probe_timer: Option<SpawnHandle>,
+    probe_running: bool,
+    /// A round finished while the probe ran: probe again once it is done.
+    probe_again: bool,
+    round_started: Option<Instant>,
+    /// Cleared when leadership stops; the round's fence reads it between steps.
+    active: Arc<AtomicBool>,
+    /// The last configured state as the leader's own payload: the probe's input.
+    last_payload: Option<ControlPayload>,
+    /// A snapshot republish in flight, aborted by a newer write so that an older content never
+    /// lands after a newer one (requests reach ZooKeeper in the order they are issued).
+    publishing: Option<AbortOnDrop>,
+}
+
+#[derive(Default)]
+struct Stats {
+    rounds_ok: u64,
+    rounds_failed: u64,
+    last_round_ms: Option<u64>,
+    rounds_ms_total: u64,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Leader {
+    pub fn new(settings: Arc<Settings>, key: String, address: String, pods: PodClient, events: EventBus) -> Self {
+        let prefix = paths::cluster_prefix(&settings.namespace, &settings.cluster);
+        let own = paths::cluster_name(&settings.namespace, &settings.cluster);
+        let dependencies = settings
+            .model
+            .depends_on
+            .iter()
+            .map(|entry| Dependency::resolve(entry, &settings.namespace, &settings.cluster))
+            // As in the original: our own snapshot is what we write, depending on it would gate
+            // the first round forever and feed every round back into the next.
+            .filter(|d| match d {
+                Dependency::Exact { cluster, entry } if *cluster == own => {
+                    tracing::warn!(dependency = %entry, "ignoring a dependency on our own cluster");
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        Leader {
+            settings,
+            key,
+            address,
+            pods,
+            events,
+            prefix,
+            dependencies,
+            session: None,
+            lock: None,
+            contender: String::new(),
+            lead: None,
+            token: 0,
+            tasks: Vec::new(),
+            stats: Stats::default(),
+            stopped: false,
+        }
+    }
+
+    fn client(&self) -> Option<Client> {
+        self.session.as_ref().filter(|s| s.connected).map(|s| s.client.clone())
+    }
+
+    fn spawn(&mut self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.push(AbortOnDrop(tokio::spawn(work)));
+    }
+
+    /// Stops every task and timer and, if leading, leadership itself. The lock node is kept.
+    fn stop_work(&mut self, ctx: &mut Context<Self>, why: &str) {
+        self.token += 1;
+        self.tasks.clear();
+        if let Some(lead) = self.lead.take() {
+            lead.active.store(false, Ordering::SeqCst);
+            for handle in [lead.damper, lead.probe_timer].into_iter().flatten() {
+                ctx.cancel_future(handle);
+            }
+            tracing::warn!(cluster = %self.prefix, epoch = lead.epoch, "stopped leading: {why}");
+            self.events.publish(Event::Leadership { leader: false, epoch: Some(lead.epoch) });
+        }
+    }
+
+    fn contend(&mut self, ctx: &mut Context<Self>) {
+        let Some(client) = self.client() else { return };
+        let (addr, token) = (ctx.address(), self.token);
+        let data =
+            serde_json::to_vec(&LockData { key: self.key.clone(), address: self.address.clone() }).unwrap_or_default();
+        let coordinator = paths::coordinator_dir(&self.prefix);
+        let work = zk::contend(client, coordinator, self.contender.clone(), data, self.lock.clone(), move |event| {
+            addr.do_send(Election { token, event })
+        });
+        self.spawn(work);
+    }
+
+    fn start_leading(&mut self, lock: LockNode, ctx: &mut Context<Self>) {
+        let Some(client) = self.client() else { return };
+        let epoch = lock.seq;
+        let entries = self.dependencies.iter().map(|d| d.entry().to_string());
+        self.lead = Some(Lead {
+            epoch,
+            lock: lock.clone(),
+            planner: Planner::new(self.settings.model.damper, entries),
+            damper: None,
+            probe_timer: None,
+            probe_running: false,
+            probe_again: false,
+            round_started: None,
+            active: Arc::new(AtomicBool::new(true)),
+            last_payload: None,
+            publishing: None,
+        });
+        tracing::info!(cluster = %self.prefix, epoch, "leading");
+        self.events.publish(Event::Leadership { leader: true, epoch: Some(epoch) });
+
+        let (addr, token) = (ctx.address(), self.token);
+        let (c, prefix, a) = (client.clone(), self.prefix.clone(), addr.clone());
+        self.spawn(async move {
+            loop {
+                match zk::take_over(&c, &lock, &prefix).await {
+                    Ok(found) => return a.do_send(Observed { token, what: Observation::TookOver(found) }),
+                    Err(zk::ZkError::Fenced(_)) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the stored hash and snapshot: retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        let a = addr.clone();
+        self.spawn(zk::watch_local(client.clone(), paths::pods_dir(&self.prefix), move |pods| {
+            a.do_send(Observed { token, what: Observation::Local(pods) })
+        }));
+        for dependency in self.dependencies.clone() {
+            let (a, entry) = (addr.clone(), dependency.entry().to_string());
+            self.spawn(zk::watch_dependency(client.clone(), dependency, move |pods| {
+                a.do_send(Observed { token, what: Observation::Dependency(entry.clone(), pods) })
+            }));
+        }
+    }
+
+    fn apply(&mut self, decision: Decision, ctx: &mut Context<Self>) {
+        let token = self.token;
+        let Some(lead) = self.lead.as_mut() else { return };
+        match decision {
+            Decision::Nothing => {}
+            Decision::Arm(at) => {
+                if let Some(h) = lead.damper.take() {
+                    ctx.cancel_future(h);
+                }
+                let delay = at.saturating_duration_since(Instant::now());
+                tracing::info!(cluster = %self.prefix, "configuration in {:.1} seconds", delay.as_secs_f64());
+                lead.damper = Some(ctx.run_later(delay, move |act, ctx| {
+                    if act.token != token {
+                        return;
+                    }
+                    let Some(lead) = act.lead.as_mut() else { return };
+                    lead.damper = None;
+                    let decision = lead.planner.damper_elapsed(Instant::now());
+                    act.apply(decision, ctx);
+                }));
+            }
+            Decision::Settle { publish } => {
+                if let Some(h) = lead.damper.take() {
+                    tracing::info!(cluster = %self.prefix, "cluster back to its configured state, no round");
+                    ctx.cancel_future(h);
+                }
+                if lead.last_payload.is_none() {
+                    if let Some((pods, dependencies)) = lead.planner.current() {
+                        lead.last_payload = Some(self_payload(&self.key, pods, dependencies, lead.epoch));
+                        self.probe_now(ctx);
+                    }
+                }
+                if let Some(pods) = publish {
+                    self.publish_snapshot(pods, ctx);
+                }
+            }
+            Decision::Round(plan) => {
+                if let Some(h) = lead.damper.take() {
+                    ctx.cancel_future(h);
+                }
+                self.start_round(plan, ctx);
+            }
+        }
+    }
+
+    fn publish_snapshot(&mut self, pods: Pods, ctx: &mut Context<Self>) {
+        let (Some(client), Some(lead)) = (self.client(), self.lead.as_mut()) else { return };
+        let (addr, token, lock, prefix) = (ctx.address(), self.token, lead.lock.clone(), self.prefix.clone());
+        lead.publishing = Some(AbortOnDrop(tokio::spawn(async move {
+            let result =
+                zk::publish(&client, &lock, &prefix, &pods, None).await.map(|_| pods).map_err(|e| e.to_string());
+            addr.do_send(Published { token, result });
+        })));
+    }
+
+    fn start_round(&mut self, plan: RoundPlan, ctx: &mut Context<Self>) {
+        let (Some(client), Some(lead)) = (self.client(), self.lead.as_mut()) else { return };
+        lead.publishing = None;
+        lead.round_started = Some(Instant::now());
+        let model = &self.settings.model;
+        let input = RoundInput {
+            pods: plan.pods,
+            dependencies: plan.dependencies,
+            epoch: lead.epoch,
+            grace: model.grace,
+            sequential: model.sequential,
+            full_shutdown: model.full_shutdown,
+            fallback_port: self.settings.port,
+        };
+        tracing::info!(cluster = %self.prefix, epoch = lead.epoch, pods = input.pods.len(), reason = plan.reason, "configuring");
+        self.events.publish(Event::Round {
+            phase: "started".into(),
+            epoch: lead.epoch,
+            pods: input.pods.len(),
+            duration_ms: None,
+            error: None,
+        });
+        let fence = ZkFence { client: client.clone(), lock_path: lead.lock.path.clone(), active: lead.active.clone() };
+        let (control, lock, prefix) = (self.pods.clone(), lead.lock.clone(), self.prefix.clone());
+        let (addr, token) = (ctx.address(), self.token);
+        self.spawn(async move {
+            let result = async {
+                let outcome = round::run(&control, &fence, &input).await.map_err(|e| e.to_string())?;
+                // The last step of the round, fenced like the others (and by the transaction).
+                let hash = state_hash(&outcome.configured, &input.dependencies);
+                zk::publish(&client, &lock, &prefix, &outcome.configured, Some(&hash))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((outcome, hash))
+            }
+            .await;
+            addr.do_send(RoundDone { token, dependencies: input.dependencies, result });
+        });
+    }
+
+    /// Runs the probe now (or as soon as the one running is done).
+    fn probe_now(&mut self, ctx: &mut Context<Self>) {
+        let Some(probe) = self.settings.model.probe.clone() else { return };
+        let Some(lead) = self.lead.as_mut() else { return };
+        let Some(payload) = lead.last_payload.clone() else { return };
+        if lead.probe_running {
+            lead.probe_again = true;
+            return;
+        }
+        if let Some(h) = lead.probe_timer.take() {
+            ctx.cancel_future(h);
+        }
+        lead.probe_running = true;
+        // The leader itself may be out of the configured pods (dead): then the raw payload.
+        let stdin = match ClusterView::from_payload(&payload) {
+            Ok(view) => serde_json::to_string(&view),
+            Err(_) => serde_json::to_string(&payload),
+        }
+        .unwrap_or_default();
+        let env = vec![
+            ("OCHOPOD_CLUSTER".to_string(), self.settings.cluster.clone()),
+            ("OCHOPOD_NAMESPACE".to_string(), self.settings.namespace.clone()),
+            ("OCHOPOD_KEY".to_string(), self.key.clone()),
+            ("OCHOPOD_SIZE".to_string(), payload.pods.len().to_string()),
+            ("OCHOPOD_EPOCH".to_string(), lead.epoch.to_string()),
+            ("OCHOPOD_LEADER".to_string(), "true".to_string()),
+        ];
+        let (addr, token) = (ctx.address(), self.token);
+        self.spawn(async move {
+            let status = probe::run(&probe.command, probe.timeout, stdin, env).await;
+            addr.do_send(ProbeDone { token, status });
+        });
+    }
+
+    fn status(&self) -> LeaderStatus {
+        let stats = &self.stats;
+        let (state, status, epoch) = match &self.lead {
+            Some(lead) => {
+                let (state, status) = lead.planner.state(Instant::now());
+                (state, status, Some(lead.epoch))
+            }
+            None => ("follower".to_string(), String::new(), None),
+        };
+        LeaderStatus {
+            state,
+            status,
+            leader: self.lead.is_some(),
+            epoch,
+            rounds_ok: stats.rounds_ok,
+            rounds_failed: stats.rounds_failed,
+            last_round_ms: stats.last_round_ms,
+            rounds_ms_total: stats.rounds_ms_total,
+        }
+    }
+}
+
+fn self_payload(key: &str, pods: Pods, dependencies: BTreeMap<String, Pods>, epoch: u64) -> ControlPayload {
+    ControlPayload { pods, dependencies, key: key.to_string(), epoch: Some(epoch) }
+}
+
+impl Actor for Leader {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.tasks.clear();
+    }
+}
+
+/// Session changes drive everything: `Up` starts contending, `Suspended` stops every leader duty
+/// at once (keeping our place in the queue), `Resumed` looks at the queue again, `Lost` forgets
+/// the session and its lock node (gone with it).
+impl Handler<SessionEvent> for Leader {
+    type Result = ();
+
+    fn handle(&mut self, event: SessionEvent, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let current = self.session.as_ref().map(|s| s.generation);
+        match event {
+            SessionEvent::Up { generation, client, .. } => {
+                if current.is_some_and(|g| generation < g) {
+                    return;
+                }
+                self.stop_work(ctx, "new session");
+                self.lock = None;
+                self.contender = uuid::Uuid::new_v4().simple().to_string();
+                self.session = Some(SessionCtx { generation, client, connected: true });
+                self.contend(ctx);
+            }
+            SessionEvent::Suspended { generation } if current == Some(generation) => {
+                self.stop_work(ctx, "session suspended");
+                if let Some(s) = self.session.as_mut() {
+                    s.connected = false;
+                }
+            }
+            SessionEvent::Resumed { generation } if current == Some(generation) => {
+                if let Some(s) = self.session.as_mut() {
+                    if !s.connected {
+                        s.connected = true;
+                        self.stop_work(ctx, "session resumed");
+                        self.contend(ctx);
+                    }
+                }
+            }
+            SessionEvent::Lost { generation } if current.is_some_and(|g| generation >= g) => {
+                self.stop_work(ctx, "session lost");
+                self.lock = None;
+                self.session = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Run a configuration round now, even if the hash did not change (`POST /reconfigure`).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), NotLeader>")]
+pub struct Reconfigure;
+
+/// `/reconfigure` on a follower: 409, naming the leader when known.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotLeader {
+    /// The leader's control address `ip:port`, if it could be read.
+    pub leader: Option<String>,
+}
+
+impl Handler<Reconfigure> for Leader {
+    type Result = ResponseFuture<Result<(), NotLeader>>;
+
+    fn handle(&mut self, _: Reconfigure, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(lead) = self.lead.as_mut() {
+            tracing::info!(cluster = %self.prefix, "reconfiguration requested");
+            let decision = lead.planner.reconfigure(Instant::now());
+            self.apply(decision, ctx);
+            return Box::pin(async { Ok(()) });
+        }
+        let client = self.client();
+        let coordinator = paths::coordinator_dir(&self.prefix);
+        Box::pin(async move {
+            let leader = match client {
+                Some(c) => zk::leader_address(&c, &coordinator).await,
+                None => None,
+            };
+            Err(NotLeader { leader })
+        })
+    }
+}
+
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "LeaderStatus")]
+pub struct GetLeaderStatus;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LeaderStatus {
+    /// `follower`, `leader`, `leader (configuration pending)`, `leader (configuring)`.
+    pub state: String,
+    /// Cluster status on the leader (probe output, `* configuring N pods`…), `""` otherwise.
+    pub status: String,
+    pub leader: bool,
+    /// The fencing epoch of the current leadership.
+    pub epoch: Option<u64>,
+    pub rounds_ok: u64,
+    pub rounds_failed: u64,
+    pub last_round_ms: Option<u64>,
+    /// Sum of the durations of every finished round, for the metrics' average.
+    pub rounds_ms_total: u64,
+}
+
+impl Handler<GetLeaderStatus> for Leader {
+    type Result = MessageResult<GetLeaderStatus>;
+
+    fn handle(&mut self, _: GetLeaderStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.status())
+    }
+}
+
+/// Stop leading and release every ZooKeeper handle (lock, watches, client clones) while the
+/// runtime is alive; replies once released.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+impl Handler<Shutdown> for Leader {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
+        self.stopped = true;
+        self.stop_work(ctx, "shutting down");
+        let lock = self.lock.take();
+        let session = self.session.take();
+        Box::pin(async move {
+            // Deleting our node hands the lock over at once, before the session even closes.
+            if let (Some(lock), Some(s)) = (lock, session) {
+                if s.connected {
+                    if let Ok(Err(e)) = tokio::time::timeout(RELEASE_TIMEOUT, zk::delete_lock(&s.client, &lock)).await {
+                        tracing::warn!(error = %e, "could not delete our lock node; it goes with the session");
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A report of the contention task.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Election {
+    token: u64,
+    event: ElectionEvent,
+}
+
+impl Handler<Election> for Leader {
+    type Result = ();
+
+    fn handle(&mut self, msg: Election, ctx: &mut Context<Self>) {
+        if msg.token != self.token {
+            return;
+        }
+        match msg.event {
+            ElectionEvent::Queued(node) => {
+                tracing::info!(node = %node.path, "contending for leadership");
+                self.lock = Some(node);
+            }
+            ElectionEvent::Elected(node) => {
+                self.lock = Some(node.clone());
+                self.start_leading(node, ctx);
+            }
+            ElectionEvent::LockLost => {
+                self.stop_work(ctx, "our lock node is gone");
+                self.lock = None;
+                self.contend(ctx);
+            }
+        }
+    }
+}
+
+enum Observation {
+    TookOver(Takeover),
+    Local(Pods),
+    Dependency(String, Option<Pods>),
+}
+
+/// What the watches saw while leading.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Observed {
+    token: u64,
+    what: Observation,
+}
+
+impl Handler<Observed> for Leader {
+    type Result = ();
+
+    fn handle(&mut self, msg: Observed, ctx: &mut Context<Self>) {
+        if msg.token != self.token {
+            return;
+        }
+        let Some(lead) = self.lead.as_mut() else { return };
+        let now = Instant::now();
+        let decision = match msg.what {
+            Observation::TookOver(found) => {
+                if let Some(pods) = found.published {
+                    lead.planner.published(pods);
+                }
+                lead.planner.stored_hash(found.hash, now)
+            }
+            Observation::Local(pods) => {
+                tracing::debug!(pods = pods.len(), "cluster pods changed");
+                lead.planner.local(pods, now)
+            }
+            Observation::Dependency(entry, pods) => {
+                tracing::debug!(dependency = %entry, pods = ?pods.as_ref().map(|p| p.len()), "dependency changed");
+                lead.planner.dependency(&entry, pods, now)
+            }
+        };
+        self.apply(decision, ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RoundDone {
+    token: u64,
+    dependencies: BTreeMap<String, Pods>,
+    result: Result<(RoundOutcome, String), String>,
+}
+
+impl Handler<RoundDone> for Leader {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoundDone, ctx: &mut Context<Self>) {
+        if msg.token != self.token {
+            return;
+        }
+        let Some(lead) = self.lead.as_mut() else { return };
+        let ms = lead.round_started.take().map(|t| t.elapsed().as_millis() as u64).unwrap_or(0);
+        self.stats.last_round_ms = Some(ms);
+        self.stats.rounds_ms_total += ms;
+        let now = Instant::now();
+        let decision = match msg.result {
+            Ok((outcome, hash)) => {
+                self.stats.rounds_ok += 1;
+                let n = outcome.configured.len();
+                tracing::info!(cluster = %self.prefix, epoch = lead.epoch, ms, "configuration complete ({n} pods alive)");
+                self.events.publish(Event::Round {
+                    phase: "done".into(),
+                    epoch: lead.epoch,
+                    pods: n,
+                    duration_ms: Some(ms),
+                    error: None,
+                });
+                lead.last_payload =
+                    Some(self_payload(&self.key, outcome.configured.clone(), msg.dependencies, lead.epoch));
+                let result = RoundResult::Done { configured: outcome.configured, dropped: outcome.dropped, hash };
+                let decision = lead.planner.round_finished(result, now);
+                self.probe_now(ctx);
+                decision
+            }
+            Err(error) => {
+                self.stats.rounds_failed += 1;
+                tracing::warn!(cluster = %self.prefix, epoch = lead.epoch, %error, "configuration failed, retrying after the damper");
+                self.events.publish(Event::Round {
+                    phase: "failed".into(),
+                    epoch: lead.epoch,
+                    pods: 0,
+                    duration_ms: Some(ms),
+                    error: Some(error),
+                });
+                lead.planner.round_finished(RoundResult::Failed, now)
+            }
+        };
+        self.apply(decision, ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Published {
+    token: u64,
+    result: Result<Pods, String>,
+}
+
+impl Handler<Published> for Leader {
+    type Result = ();
+
+    fn handle(&mut self, msg: Published, _: &mut Context<Self>) {
+        if msg.token != self.token {
+            return;
+        }
+        let Some(lead) = self.lead.as_mut() else { return };
+        match msg.result {
+            Ok(pods) => lead.planner.published(pods),
+            Err(error) => tracing::warn!(%error, "could not republish the snapshot"),
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ProbeDone {
+    token: u64,
+    status: String,
+}
+
+impl Handler<ProbeDone> for Leader {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProbeDone, ctx: &mut Context<Self>) {
+        if msg.token != self.token {
+            return;
+        }
+        let Some(every) = self.settings.model.probe.as_ref().map(|p| p.every) else { return };
+        let Some(lead) = self.lead.as_mut() else { return };
+        lead.probe_running = false;
+        lead.planner.set_probe_status(msg.status);
+        if std::mem::take(&mut lead.probe_again) {
+            return self.probe_now(ctx);
+        }
+        let token = self.token;
+        lead.probe_timer = Some(ctx.run_later(every, move |act, ctx| {
+            if act.token == token {
+                if let Some(lead) = act.lead.as_mut() {
+                    lead.probe_timer = None;
+                }
+                act.probe_now(ctx);
+            }
+        }));
+    }
+}

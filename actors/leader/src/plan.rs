@@ -1,0 +1,384 @@
+//! The leader's decisions, as a plain state machine: fed with what the watches saw (local pods,
+//! dependency snapshots), the stored hash, the clock, `/reconfigure` requests and round results,
+//! it says what to do next (arm the damper, start a round, republish the snapshot, nothing) and
+//! what `/info` shows as `state` and `status`. The actor only carries these decisions out.
+//!
+//! The rules, as in the original `Reactive` model:
+//! - a change is the canonical hash of (local pods, dependency snapshots) differing from the stored
+//!   `hash` node; the first one arms the damper and later changes do *not* restart the countdown;
+//! - back to the stored hash within the damper (a pod left and came back) cancels the round and
+//!   republishes `snapshot`;
+//! - a failed round is retried after the damper even if the hash went back (pods that accepted
+//!   `on` may hold a configuration that differs from the stored one: there is no rollback).
+//!
+//! Unlike the original, pods that answered 410 (dead) are remembered and left out of the hash and
+//! of later rounds while their registration stays, so a dead pod does not cause a round every
+//! damper; and no round runs while a (non-glob) dependency has no snapshot yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use ochopod_core::hash::state_hash;
+use ochopod_core::view::Pods;
+
+/// What the actor must do after feeding the planner.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Nothing changes (a damper already armed stays armed).
+    Nothing,
+    /// (Re)arm the damper timer to call [`Planner::damper_elapsed`] at this instant.
+    Arm(Instant),
+    /// No round is needed: drop any damper timer and, if `publish` is set, rewrite `snapshot`
+    /// with these pods (the hash is unchanged).
+    Settle { publish: Option<Pods> },
+    /// Drop any damper timer and run a round now.
+    Round(RoundPlan),
+}
+
+/// The state a round configures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundPlan {
+    pub pods: Pods,
+    pub dependencies: BTreeMap<String, Pods>,
+    /// Why the round runs, for logs and events.
+    pub reason: &'static str,
+}
+
+/// How a round ended, as the planner needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RoundResult {
+    /// `snapshot` and `hash` were written: `configured` are the live pods, `dropped` answered 410.
+    Done {
+        configured: Pods,
+        dropped: Vec<String>,
+        hash: String,
+    },
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Pending {
+    deadline: Instant,
+    /// Set after a failed round: run at the deadline even if the hash went back.
+    forced: bool,
+}
+
+#[derive(Debug)]
+pub struct Planner {
+    damper: Duration,
+    /// Every `depends_on` entry; `None` until its snapshot was read, and for an exact entry while
+    /// the dependency has no snapshot node.
+    dependencies: BTreeMap<String, Option<Pods>>,
+    local: Option<Pods>,
+    stored: Option<String>,
+    /// Keys that answered 410: dead pods keep their registration but never come back.
+    dead: BTreeSet<String>,
+    pending: Option<Pending>,
+    reconfigure: bool,
+    /// Number of pods of the round in flight.
+    configuring: Option<usize>,
+    /// What `snapshot` holds as far as we know, to avoid rewriting it for nothing.
+    published: Option<Pods>,
+    probe_status: String,
+}
+
+impl Planner {
+    pub fn new<S: Into<String>>(damper: Duration, entries: impl IntoIterator<Item = S>) -> Self {
+        Planner {
+            damper,
+            dependencies: entries.into_iter().map(|e| (e.into(), None)).collect(),
+            local: None,
+            stored: None,
+            dead: BTreeSet::new(),
+            pending: None,
+            reconfigure: false,
+            configuring: None,
+            published: None,
+            probe_status: String::new(),
+        }
+    }
+
+    /// The pods registered under `pods/` (keyed by uuid).
+    pub fn local(&mut self, pods: Pods, now: Instant) -> Decision {
+        self.dead.retain(|k| pods.contains_key(k));
+        self.local = Some(pods);
+        self.evaluate(now)
+    }
+
+    /// A dependency's (merged) snapshot, `None` while it does not exist.
+    pub fn dependency(&mut self, entry: &str, pods: Option<Pods>, now: Instant) -> Decision {
+        match self.dependencies.get_mut(entry) {
+            Some(slot) => *slot = pods,
+            None => return Decision::Nothing,
+        }
+        self.evaluate(now)
+    }
+
+    /// The content of the `hash` node when leadership started (`""` when never configured).
+    pub fn stored_hash(&mut self, hash: String, now: Instant) -> Decision {
+        self.stored = Some(hash);
+        self.evaluate(now)
+    }
+
+    /// What the `snapshot` node holds (read at takeover, or after a publish succeeded).
+    pub fn published(&mut self, pods: Pods) {
+        self.published = Some(pods);
+    }
+
+    pub fn damper_elapsed(&mut self, now: Instant) -> Decision {
+        match self.pending {
+            // Timers may fire a hair early on coarse clocks: re-arm rather than lose the round.
+            Some(p) if now < p.deadline && self.configuring.is_none() => Decision::Arm(p.deadline),
+            _ => self.evaluate(now),
+        }
+    }
+
+    /// `/reconfigure`: a round now (or right after the one in flight), even with an unchanged hash.
+    pub fn reconfigure(&mut self, now: Instant) -> Decision {
+        self.reconfigure = true;
+        self.evaluate(now)
+    }
+
+    pub fn round_finished(&mut self, result: RoundResult, now: Instant) -> Decision {
+        self.configuring = None;
+        match result {
+            RoundResult::Done { configured, dropped, hash } => {
+                self.dead.extend(dropped);
+                self.stored = Some(hash);
+                self.published = Some(configured);
+                self.pending = None;
+                self.evaluate(now)
+            }
+            RoundResult::Failed => {
+                let deadline = now + self.damper;
+                self.pending = Some(Pending { deadline, forced: true });
+                Decision::Arm(deadline)
+            }
+        }
+    }
+
+    pub fn set_probe_status(&mut self, status: String) {
+        self.probe_status = status;
+    }
+
+    pub fn is_configuring(&self) -> bool {
+        self.configuring.is_some()
+    }
+
+    /// The hash of the current state, once everything it covers was read.
+    pub fn current_hash(&self) -> Option<String> {
+        let (local, deps) = self.current()?;
+        Some(state_hash(&local, &deps))
+    }
+
+    /// `/info`'s `state` and `status` on the leader.
+    pub fn state(&self, now: Instant) -> (String, String) {
+        if let Some(n) = self.configuring {
+            return ("leader (configuring)".into(), format!("* configuring {n} pods"));
+        }
+        if let Some(p) = self.pending {
+            let left = p.deadline.saturating_duration_since(now).as_secs_f64();
+            return ("leader (configuration pending)".into(), format!("* configuration in {left:.1} seconds"));
+        }
+        let missing: Vec<&str> =
+            self.dependencies.iter().filter(|(_, p)| p.is_none()).map(|(e, _)| e.as_str()).collect();
+        if !missing.is_empty() {
+            return ("leader (configuration pending)".into(), format!("* waiting for {}", missing.join(", ")));
+        }
+        if self.local.is_none() || self.stored.is_none() {
+            return ("leader (configuration pending)".into(), "* reading the cluster state".into());
+        }
+        ("leader".into(), self.probe_status.clone())
+    }
+
+    /// Local pods without the dead ones, and every dependency, once all were read.
+    pub fn current(&self) -> Option<(Pods, BTreeMap<String, Pods>)> {
+        let local = self.local.as_ref()?;
+        let mut deps = BTreeMap::new();
+        for (entry, pods) in &self.dependencies {
+            deps.insert(entry.clone(), pods.clone()?);
+        }
+        let live = local.iter().filter(|(k, _)| !self.dead.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Some((live, deps))
+    }
+
+    fn evaluate(&mut self, now: Instant) -> Decision {
+        if self.configuring.is_some() {
+            return Decision::Nothing;
+        }
+        let Some((local, deps)) = self.current() else { return Decision::Nothing };
+        let Some(stored) = self.stored.clone() else { return Decision::Nothing };
+        if self.reconfigure {
+            return self.start(local, deps, "reconfiguration requested");
+        }
+        let changed = state_hash(&local, &deps) != stored;
+        match self.pending {
+            Some(p) if now >= p.deadline && (changed || p.forced) => self.start(local, deps, "cluster changed"),
+            Some(p) if p.forced || changed => Decision::Nothing,
+            Some(_) | None if !changed => {
+                self.pending = None;
+                let publish = (self.published.as_ref() != Some(&local)).then_some(local);
+                Decision::Settle { publish }
+            }
+            _ => {
+                let deadline = now + self.damper;
+                self.pending = Some(Pending { deadline, forced: false });
+                Decision::Arm(deadline)
+            }
+        }
+    }
+
+    fn start(&mut self, pods: Pods, dependencies: BTreeMap<String, Pods>, reason: &'static str) -> Decision {
+        self.pending = None;
+        self.reconfigure = false;
+        self.configuring = Some(pods.len());
+        Decision::Round(RoundPlan { pods, dependencies, reason })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ochopod_core::Registration;
+
+    const DAMPER: Duration = Duration::from_secs(10);
+
+    fn pods(keys: &[&str]) -> Pods {
+        keys.iter().map(|k| (k.to_string(), Registration { ip: format!("ip-{k}"), ..Default::default() })).collect()
+    }
+
+    fn hash_of(local: &Pods) -> String {
+        state_hash(local, &BTreeMap::new())
+    }
+
+    fn round_plan(d: Decision) -> RoundPlan {
+        match d {
+            Decision::Round(p) => p,
+            other => panic!("expected a round, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fresh_cluster_is_configured_after_the_damper() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, Vec::<String>::new());
+        assert_eq!(p.local(pods(&["a"]), t0), Decision::Nothing, "the stored hash is not read yet");
+        assert_eq!(p.stored_hash(String::new(), t0), Decision::Arm(t0 + DAMPER));
+        assert_eq!(p.state(t0 + Duration::from_secs(4)).0, "leader (configuration pending)");
+        assert_eq!(p.state(t0 + Duration::from_secs(4)).1, "* configuration in 6.0 seconds");
+        let plan = round_plan(p.damper_elapsed(t0 + DAMPER));
+        assert_eq!(plan.pods, pods(&["a"]));
+        assert_eq!(p.state(t0 + DAMPER), ("leader (configuring)".into(), "* configuring 1 pods".into()));
+        let done = RoundResult::Done { configured: pods(&["a"]), dropped: vec![], hash: hash_of(&pods(&["a"])) };
+        assert_eq!(p.round_finished(done, t0 + DAMPER), Decision::Settle { publish: None });
+        p.set_probe_status("all good".into());
+        assert_eq!(p.state(t0 + DAMPER), ("leader".into(), "all good".into()));
+    }
+
+    #[test]
+    fn further_changes_do_not_restart_the_countdown() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, Vec::<String>::new());
+        p.stored_hash(String::new(), t0);
+        assert_eq!(p.local(pods(&["a"]), t0), Decision::Arm(t0 + DAMPER));
+        assert_eq!(p.local(pods(&["a", "b"]), t0 + Duration::from_secs(5)), Decision::Nothing);
+        let plan = round_plan(p.damper_elapsed(t0 + DAMPER));
+        assert_eq!(plan.pods, pods(&["a", "b"]));
+    }
+
+    #[test]
+    fn a_pod_that_leaves_and_comes_back_within_the_damper_causes_no_round() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, Vec::<String>::new());
+        p.stored_hash(hash_of(&pods(&["a", "b"])), t0);
+        p.published(pods(&["a", "b"]));
+        assert_eq!(p.local(pods(&["a", "b"]), t0), Decision::Settle { publish: None });
+        assert_eq!(p.local(pods(&["a"]), t0), Decision::Arm(t0 + DAMPER));
+        assert_eq!(p.local(pods(&["a", "b"]), t0 + Duration::from_secs(3)), Decision::Settle { publish: None });
+        assert_eq!(p.damper_elapsed(t0 + DAMPER), Decision::Settle { publish: None });
+        assert_eq!(p.state(t0 + DAMPER).0, "leader");
+    }
+
+    #[test]
+    fn a_new_leader_with_the_same_state_republishes_without_a_round() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, Vec::<String>::new());
+        p.local(pods(&["a", "b"]), t0);
+        assert_eq!(
+            p.stored_hash(hash_of(&pods(&["a", "b"])), t0),
+            Decision::Settle { publish: Some(pods(&["a", "b"])) }
+        );
+        p.published(pods(&["a", "b"]));
+        assert_eq!(p.local(pods(&["a", "b"]), t0), Decision::Settle { publish: None });
+    }
+
+    #[test]
+    fn a_failed_round_is_retried_after_the_damper_even_if_the_hash_went_back() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, Vec::<String>::new());
+        p.stored_hash(hash_of(&pods(&["a"])), t0);
+        p.local(pods(&["a", "b"]), t0);
+        round_plan(p.damper_elapsed(t0 + DAMPER));
+        let t1 = t0 + DAMPER;
+        assert_eq!(p.round_finished(RoundResult::Failed, t1), Decision::Arm(t1 + DAMPER));
+        assert_eq!(p.state(t1).0, "leader (configuration pending)");
+        assert_eq!(p.local(pods(&["a"]), t1), Decision::Nothing);
+        assert_eq!(p.damper_elapsed(t1 + Duration::from_secs(1)), Decision::Arm(t1 + DAMPER));
+        assert_eq!(round_plan(p.damper_elapsed(t1 + DAMPER)).pods, pods(&["a"]));
+    }
+
+    #[test]
+    fn dead_pods_leave_the_hash_and_later_rounds() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, Vec::<String>::new());
+        p.stored_hash(String::new(), t0);
+        p.local(pods(&["a", "dead"]), t0);
+        round_plan(p.damper_elapsed(t0 + DAMPER));
+        let done =
+            RoundResult::Done { configured: pods(&["a"]), dropped: vec!["dead".into()], hash: hash_of(&pods(&["a"])) };
+        assert_eq!(p.round_finished(done, t0 + DAMPER), Decision::Settle { publish: None });
+        assert_eq!(p.local(pods(&["a", "dead", "c"]), t0 + DAMPER), Decision::Arm(t0 + DAMPER * 2));
+        assert_eq!(round_plan(p.damper_elapsed(t0 + DAMPER * 2)).pods, pods(&["a", "c"]));
+    }
+
+    #[test]
+    fn reconfigure_runs_now_or_right_after_the_round_in_flight() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, Vec::<String>::new());
+        p.stored_hash(hash_of(&pods(&["a"])), t0);
+        p.local(pods(&["a"]), t0);
+        let plan = round_plan(p.reconfigure(t0));
+        assert_eq!(plan.reason, "reconfiguration requested");
+        assert_eq!(p.reconfigure(t0), Decision::Nothing, "one round at a time");
+        let done = RoundResult::Done { configured: pods(&["a"]), dropped: vec![], hash: hash_of(&pods(&["a"])) };
+        round_plan(p.round_finished(done.clone(), t0));
+        assert_eq!(p.round_finished(done, t0), Decision::Settle { publish: None });
+    }
+
+    #[test]
+    fn no_round_until_every_exact_dependency_has_a_snapshot() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, ["zookeeper"]);
+        p.stored_hash(String::new(), t0);
+        assert_eq!(p.local(pods(&["a"]), t0), Decision::Nothing);
+        assert_eq!(p.state(t0).1, "* waiting for zookeeper");
+        assert_eq!(p.dependency("zookeeper", None, t0), Decision::Nothing);
+        assert_eq!(p.dependency("zookeeper", Some(pods(&["z"])), t0), Decision::Arm(t0 + DAMPER));
+        let plan = round_plan(p.damper_elapsed(t0 + DAMPER));
+        assert_eq!(plan.dependencies["zookeeper"], pods(&["z"]));
+        let hash = state_hash(&plan.pods, &plan.dependencies);
+        let done = RoundResult::Done { configured: plan.pods.clone(), dropped: vec![], hash };
+        p.round_finished(done, t0 + DAMPER);
+        assert_eq!(p.dependency("zookeeper", Some(pods(&["z", "y"])), t0 + DAMPER), Decision::Arm(t0 + DAMPER * 2));
+        assert_eq!(p.dependency("unknown", Some(pods(&["q"])), t0), Decision::Nothing);
+    }
+
+    #[test]
+    fn a_zero_damper_starts_at_once() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(Duration::ZERO, Vec::<String>::new());
+        p.stored_hash(String::new(), t0);
+        assert_eq!(p.local(pods(&["a"]), t0), Decision::Arm(t0));
+        round_plan(p.damper_elapsed(t0));
+    }
+}

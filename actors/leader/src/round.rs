@@ -1,0 +1,436 @@
+//! One configuration round (DESIGN §4), over two small traits so that a unit test can fake the
+//! pods' HTTP replies and the lock ownership:
+//!
+//! 1. `check` every pod: 410 (dead) pods are dropped, any other reply or no reply aborts;
+//! 2. `off` every live pod if `full_shutdown` (replies only logged);
+//! 3. `on` every live pod, in parallel or one at a time in sorted-key order: all must answer 200;
+//! 4. `ok` every live pod, fire and forget.
+//!
+//! Every pod gets the same pods and dependencies, its own `key` and the round's `epoch`. Before
+//! each phase (and before each pod when sequential) the [`Fence`] is asked whether we still hold
+//! the lock in the current session: a leader that lost it must not push configuration.
+//! Writing `snapshot` and `hash` is the caller's job (it needs ZooKeeper).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::join_all;
+use ochopod_api::Task;
+use ochopod_core::view::Pods;
+use ochopod_core::ControlPayload;
+
+/// Sends one control request; `Ok(status code)` or `Err(why no reply)`, the error naming the
+/// address. The future is `'static` so that `ok` can be fired and forgotten.
+pub trait Control: Send + Sync {
+    fn control(
+        &self,
+        address: String,
+        task: Task,
+        grace: Duration,
+        payload: ControlPayload,
+    ) -> impl Future<Output = Result<u16, String>> + Send + 'static;
+}
+
+impl Control for ochopod_api::PodClient {
+    fn control(
+        &self,
+        address: String,
+        task: Task,
+        grace: Duration,
+        payload: ControlPayload,
+    ) -> impl Future<Output = Result<u16, String>> + Send + 'static {
+        let client = self.clone();
+        async move { client.control(&address, task, grace, Some(&payload)).await.map(|r| r.code).map_err(|e| e.to_string()) }
+    }
+}
+
+/// Whether we may still act as leader (lock held, session connected, same generation).
+pub trait Fence: Send + Sync {
+    fn holds(&self) -> impl Future<Output = bool> + Send;
+}
+
+#[derive(Clone, Debug)]
+pub struct RoundInput {
+    pub pods: Pods,
+    pub dependencies: BTreeMap<String, Pods>,
+    pub epoch: u64,
+    pub grace: Duration,
+    pub sequential: bool,
+    pub full_shutdown: bool,
+    /// The control port of pods that registered without one (ours).
+    pub fallback_port: u16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundOutcome {
+    /// The live pods that accepted `on`.
+    pub configured: Pods,
+    /// Keys that answered 410 to `check`.
+    pub dropped: Vec<String>,
+}
+
+/// One pod that did not answer 200.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodFailure {
+    pub key: String,
+    pub address: String,
+    /// `answered 406`, or why there was no answer.
+    pub error: String,
+}
+
+impl std::fmt::Display for PodFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pod {} ({}): {}", self.key, self.address, self.error)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RoundError {
+    #[error("no longer leader before `{0}`: round abandoned")]
+    Fenced(Task),
+    #[error("pod {key} does not expose its control port (registration has no host port for it)")]
+    NoControlPort { key: String },
+    #[error("{} pod(s) failed the `{task}` phase: {}", .failures.len(), join(.failures))]
+    Failed { task: Task, failures: Vec<PodFailure> },
+}
+
+fn join(failures: &[PodFailure]) -> String {
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+struct Target {
+    key: String,
+    address: String,
+}
+
+pub async fn run<C: Control, F: Fence>(control: &C, fence: &F, input: &RoundInput) -> Result<RoundOutcome, RoundError> {
+    let mut targets = Vec::with_capacity(input.pods.len());
+    for (key, registration) in &input.pods {
+        let address = registration
+            .control_address(input.fallback_port)
+            .ok_or_else(|| RoundError::NoControlPort { key: key.clone() })?;
+        targets.push(Target { key: key.clone(), address });
+    }
+
+    // `can_configure` sees every registered pod, dead ones included (as in the original).
+    let checks = phase(control, fence, input, &input.pods, &targets, Task::Check).await?;
+    let mut dropped = Vec::new();
+    let mut failures = Vec::new();
+    for (target, reply) in targets.iter().zip(checks) {
+        match reply {
+            Ok(200) => {}
+            Ok(410) => {
+                tracing::info!(pod = %target.key, address = %target.address, "pod is dead (410), dropped from the round");
+                dropped.push(target.key.clone());
+            }
+            Ok(code) => failures.push(failure(target, Task::Check, format!("answered {code}"))),
+            Err(e) => failures.push(failure(target, Task::Check, e)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(RoundError::Failed { task: Task::Check, failures });
+    }
+
+    let live: Pods =
+        input.pods.iter().filter(|(k, _)| !dropped.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let targets: Vec<Target> = targets.into_iter().filter(|t| live.contains_key(&t.key)).collect();
+    if targets.is_empty() {
+        return Ok(RoundOutcome { configured: live, dropped });
+    }
+
+    if input.full_shutdown {
+        let offs = phase(control, fence, input, &live, &targets, Task::Off).await?;
+        for (target, reply) in targets.iter().zip(offs) {
+            match reply {
+                Ok(200) => {}
+                Ok(code) => {
+                    tracing::warn!(pod = %target.key, address = %target.address, code, "`off` failed, going on")
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %target.key, address = %target.address, error = %e, "`off` failed, going on")
+                }
+            }
+        }
+    }
+
+    let ons = phase(control, fence, input, &live, &targets, Task::On).await?;
+    let failures: Vec<PodFailure> = targets
+        .iter()
+        .zip(ons)
+        .filter_map(|(target, reply)| match reply {
+            Ok(200) => None,
+            Ok(code) => Some(failure(target, Task::On, format!("answered {code}"))),
+            Err(e) => Some(failure(target, Task::On, e)),
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Err(RoundError::Failed { task: Task::On, failures });
+    }
+
+    if !fence.holds().await {
+        return Err(RoundError::Fenced(Task::Ok));
+    }
+    // Fire and forget: `ok` only runs the `configured` hook; its result changes nothing here.
+    for target in &targets {
+        let request =
+            control.control(target.address.clone(), Task::Ok, input.grace, payload(input, &live, &target.key));
+        let (key, address) = (target.key.clone(), target.address.clone());
+        tokio::spawn(async move {
+            match request.await {
+                Ok(200) => {}
+                Ok(code) => tracing::warn!(pod = %key, %address, code, "`ok` failed"),
+                Err(e) => tracing::warn!(pod = %key, %address, error = %e, "`ok` failed"),
+            }
+        });
+    }
+    Ok(RoundOutcome { configured: live, dropped })
+}
+
+fn failure(target: &Target, task: Task, error: String) -> PodFailure {
+    tracing::warn!(pod = %target.key, address = %target.address, %task, %error, "control request failed");
+    PodFailure { key: target.key.clone(), address: target.address.clone(), error }
+}
+
+fn payload(input: &RoundInput, pods: &Pods, key: &str) -> ControlPayload {
+    ControlPayload {
+        pods: pods.clone(),
+        dependencies: input.dependencies.clone(),
+        key: key.to_string(),
+        epoch: Some(input.epoch),
+    }
+}
+
+/// Sends `task` to every target and returns the replies in target order.
+async fn phase<C: Control, F: Fence>(
+    control: &C,
+    fence: &F,
+    input: &RoundInput,
+    pods: &Pods,
+    targets: &[Target],
+    task: Task,
+) -> Result<Vec<Result<u16, String>>, RoundError> {
+    if !fence.holds().await {
+        return Err(RoundError::Fenced(task));
+    }
+    let send = |t: &Target| control.control(t.address.clone(), task, input.grace, payload(input, pods, &t.key));
+    if !input.sequential {
+        return Ok(join_all(targets.iter().map(send)).await);
+    }
+    let mut replies = Vec::with_capacity(targets.len());
+    for (i, target) in targets.iter().enumerate() {
+        if i > 0 && !fence.holds().await {
+            return Err(RoundError::Fenced(task));
+        }
+        replies.push(send(target).await);
+    }
+    Ok(replies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use ochopod_core::Registration;
+
+    /// Records every request and answers from a table (`(address, task)` → code; 200 otherwise;
+    /// a missing host answers an error).
+    #[derive(Clone, Default)]
+    struct FakePods {
+        codes: HashMap<(String, Task), u16>,
+        unreachable: Vec<String>,
+        calls: Arc<Mutex<Vec<(String, Task, ControlPayload)>>>,
+        in_flight: Arc<AtomicUsize>,
+        max_in_flight: Arc<AtomicUsize>,
+    }
+
+    impl Control for FakePods {
+        fn control(
+            &self,
+            address: String,
+            task: Task,
+            _grace: Duration,
+            payload: ControlPayload,
+        ) -> impl Future<Output = Result<u16, String>> + Send + 'static {
+            let me = self.clone();
+            async move {
+                me.calls.lock().unwrap().push((address.clone(), task, payload));
+                let now = me.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                me.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                me.in_flight.fetch_sub(1, Ordering::SeqCst);
+                if me.unreachable.contains(&address) {
+                    return Err(format!("{address}: unreachable (connection refused)"));
+                }
+                Ok(*me.codes.get(&(address, task)).unwrap_or(&200))
+            }
+        }
+    }
+
+    impl FakePods {
+        fn tasks(&self) -> Vec<(String, Task)> {
+            self.calls.lock().unwrap().iter().map(|(a, t, _)| (a.clone(), *t)).collect()
+        }
+    }
+
+    struct Flag(AtomicBool);
+
+    impl Fence for Flag {
+        fn holds(&self) -> impl Future<Output = bool> + Send {
+            let v = self.0.load(Ordering::SeqCst);
+            async move { v }
+        }
+    }
+
+    fn holding() -> Flag {
+        Flag(AtomicBool::new(true))
+    }
+
+    fn input(keys: &[&str]) -> RoundInput {
+        let pods = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let port = 9000 + i as u16;
+                let reg = Registration {
+                    ip: "127.0.0.1".into(),
+                    port: "8080".into(),
+                    ports: [("8080".to_string(), port)].into(),
+                    ..Default::default()
+                };
+                (k.to_string(), reg)
+            })
+            .collect();
+        RoundInput {
+            pods,
+            dependencies: BTreeMap::new(),
+            epoch: 7,
+            grace: Duration::from_secs(1),
+            sequential: false,
+            full_shutdown: false,
+            fallback_port: 8080,
+        }
+    }
+
+    fn addr(i: u16) -> String {
+        format!("127.0.0.1:{}", 9000 + i)
+    }
+
+    async fn settle(fake: &FakePods, n: usize) {
+        for _ in 0..200 {
+            if fake.calls.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn phases_run_in_order_with_one_payload_per_pod() {
+        let fake = FakePods::default();
+        let out = run(&fake, &holding(), &input(&["a", "b"])).await.unwrap();
+        assert_eq!(out.configured.len(), 2);
+        settle(&fake, 6).await;
+        let tasks: Vec<Task> = fake.tasks().iter().map(|(_, t)| *t).collect();
+        assert_eq!(tasks, vec![Task::Check, Task::Check, Task::On, Task::On, Task::Ok, Task::Ok]);
+        for (address, _, payload) in fake.calls.lock().unwrap().iter() {
+            let expected = if *address == addr(0) { "a" } else { "b" };
+            assert_eq!(payload.key, expected);
+            assert_eq!(payload.epoch, Some(7));
+            assert_eq!(payload.pods.len(), 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_pods_are_dropped_after_check() {
+        let mut fake = FakePods::default();
+        fake.codes.insert((addr(1), Task::Check), 410);
+        let out = run(&fake, &holding(), &input(&["a", "b", "c"])).await.unwrap();
+        assert_eq!(out.dropped, vec!["b".to_string()]);
+        assert_eq!(out.configured.keys().collect::<Vec<_>>(), vec!["a", "c"]);
+        settle(&fake, 7).await;
+        let calls = fake.calls.lock().unwrap();
+        assert!(calls.iter().all(|(a, t, _)| *t == Task::Check || *a != addr(1)), "no `on` to the dead pod");
+        let on = calls.iter().find(|(_, t, _)| *t == Task::On).unwrap();
+        assert_eq!(on.2.pods.keys().collect::<Vec<_>>(), vec!["a", "c"]);
+        let check = calls.iter().find(|(_, t, _)| *t == Task::Check).unwrap();
+        assert_eq!(check.2.pods.len(), 3, "check sees every registered pod");
+    }
+
+    #[tokio::test]
+    async fn a_failed_check_aborts_before_any_on() {
+        let mut fake = FakePods::default();
+        fake.codes.insert((addr(0), Task::Check), 500);
+        fake.unreachable.push(addr(1));
+        let err = run(&fake, &holding(), &input(&["a", "b"])).await.unwrap_err();
+        match &err {
+            RoundError::Failed { task: Task::Check, failures } => {
+                assert_eq!(failures[0].key, "a");
+                assert_eq!(failures[0].error, "answered 500");
+                assert!(failures[1].error.contains("unreachable"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(err.to_string().contains("pod a"));
+        assert!(fake.tasks().iter().all(|(_, t)| *t == Task::Check));
+    }
+
+    #[tokio::test]
+    async fn a_failed_on_fails_the_round() {
+        let mut fake = FakePods::default();
+        fake.codes.insert((addr(1), Task::On), 406);
+        let err = run(&fake, &holding(), &input(&["a", "b"])).await.unwrap_err();
+        assert!(matches!(err, RoundError::Failed { task: Task::On, .. }));
+        assert!(!fake.tasks().iter().any(|(_, t)| *t == Task::Ok));
+    }
+
+    #[tokio::test]
+    async fn sequential_sends_one_at_a_time_in_key_order() {
+        let fake = FakePods::default();
+        let mut inp = input(&["a", "b", "c"]);
+        inp.sequential = true;
+        inp.full_shutdown = true;
+        run(&fake, &holding(), &inp).await.unwrap();
+        assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
+        let ons: Vec<String> = fake.tasks().into_iter().filter(|(_, t)| *t == Task::On).map(|(a, _)| a).collect();
+        assert_eq!(ons, vec![addr(0), addr(1), addr(2)]);
+        assert_eq!(fake.tasks().iter().filter(|(_, t)| *t == Task::Off).count(), 3);
+    }
+
+    #[tokio::test]
+    async fn parallel_sends_at_once() {
+        let fake = FakePods::default();
+        run(&fake, &holding(), &input(&["a", "b", "c"])).await.unwrap();
+        assert!(fake.max_in_flight.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[tokio::test]
+    async fn a_lost_lock_stops_the_round_before_the_next_phase() {
+        struct AfterChecks(AtomicUsize);
+        impl Fence for AfterChecks {
+            fn holds(&self) -> impl Future<Output = bool> + Send {
+                let n = self.0.fetch_add(1, Ordering::SeqCst);
+                async move { n == 0 }
+            }
+        }
+        let fake = FakePods::default();
+        let err = run(&fake, &AfterChecks(AtomicUsize::new(0)), &input(&["a"])).await.unwrap_err();
+        assert_eq!(err, RoundError::Fenced(Task::On));
+        assert!(fake.tasks().iter().all(|(_, t)| *t == Task::Check));
+        let none = run(&fake, &Flag(AtomicBool::new(false)), &input(&["a"])).await.unwrap_err();
+        assert_eq!(none, RoundError::Fenced(Task::Check));
+    }
+
+    #[tokio::test]
+    async fn a_pod_without_control_port_aborts_naming_it() {
+        let fake = FakePods::default();
+        let mut inp = input(&["a"]);
+        inp.pods.get_mut("a").unwrap().ports.clear();
+        let err = run(&fake, &holding(), &inp).await.unwrap_err();
+        assert_eq!(err, RoundError::NoControlPort { key: "a".into() });
+        assert!(fake.tasks().is_empty());
+    }
+}
