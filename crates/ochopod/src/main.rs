@@ -1,1 +1,26 @@
-fn main() {}
+//! `ochopod`: the coordination runtime (`ochopod run`, a container's entrypoint) and its tools.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, child torn down, session closed);
+//! 1 when the runtime cannot run (control port taken, TLS files unreadable…); 2 for bad usage or
+//! a bad declaration, reported before anything touches ZooKeeper.
+
+mod binding;
+mod cli;
+mod logging;
+mod render;
+mod run;
+mod tools;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Run(args) => run::main(args, cli.verbose, cli.log_format),
+        cli::Command::Validate(args) => render::validate(args),
+        cli::Command::Render(args) => render::render(args),
+        cli::Command::Tool(tool) => tools::main(tool),
+    }
+}

@@ -1,0 +1,124 @@
+//! `ochopod run`: wires the actors once and owns the shutdown order.
+//!
+//! Wiring: the session tells the leader about sessions (`Recipient<SessionEvent>`); the control
+//! server holds recipients for the executor, the leader and the session; nothing else knows about
+//! anything else. The leader reaches every pod, itself included, over HTTP like the original.
+//!
+//! Shutdown (SIGTERM/SIGINT, the only signals we own): stop accepting control requests → tear
+//! the child down with its grace → `finalize` → release the leader's lock and watches → close
+//! the ZooKeeper session while the runtime is alive (peers fail over at once instead of waiting
+//! for the session to expire) → exit 0.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use ochopod_api::PodClient;
+use ochopod_control::{serve, Actors, ControlState};
+use ochopod_core::events::EventBus;
+use ochopod_core::logring::LogRing;
+use ochopod_executor::Executor;
+use ochopod_leader::Leader;
+use ochopod_session::Session;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::binding;
+use crate::cli::{LogFormat, RunArgs};
+
+pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
+    let env = ochopod_config::process_env();
+    let settings = match ochopod_config::load(&args.pod, &env) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("ochopod: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ring = LogRing::new(settings.control.log_lines);
+    crate::logging::init(verbose, settings.debug, format, ring.clone());
+    ochopod_executor::reaper::install();
+
+    let system = actix::System::new();
+    let code = system.block_on(run(settings, ring));
+    code
+}
+
+async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode {
+    let placement = binding::resolve(&settings);
+    let key = uuid::Uuid::new_v4().to_string();
+    let address = placement
+        .registration
+        .control_address(settings.port)
+        .unwrap_or_else(|| placement.listen.to_string());
+    let cluster = ochopod_core::paths::cluster_name(&settings.namespace, &settings.cluster);
+    tracing::info!(%cluster, pod = %key, %address, zk = %placement.registration.zk, "starting");
+
+    // Bind before anything touches ZooKeeper: a pod that cannot serve its control API must not
+    // register, or the leader's rounds would fail on it.
+    let listener = match std::net::TcpListener::bind(placement.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %placement.listen, error = %e, "cannot bind the control port");
+            return ExitCode::from(1);
+        }
+    };
+
+    let events = EventBus::default();
+    let token = settings.control.token.as_ref().map(|t| t.0.clone());
+    let executor = Executor::new(settings.clone(), events.clone()).start();
+    let leader = Leader::new(settings.clone(), key.clone(), address, PodClient::new(token), events.clone()).start();
+    let session = Session::new(
+        settings.zk.clone(),
+        settings.namespace.clone(),
+        settings.cluster.clone(),
+        key,
+        placement.registration.clone(),
+        events.clone(),
+        vec![leader.clone().recipient()],
+    )
+    .start();
+
+    let actors = Actors {
+        executor: executor.clone().recipient(),
+        executor_status: executor.clone().recipient(),
+        leader_status: leader.clone().recipient(),
+        reconfigure: leader.clone().recipient(),
+        session_status: session.clone().recipient(),
+        reset: session.clone().recipient(),
+    };
+    let dependencies = settings.model.depends_on.clone();
+    let state = ControlState::new(actors, placement.registration, dependencies, ring, events, &settings.control);
+    let server = match serve(listener, state, settings.control.tls.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the control server");
+            return ExitCode::from(1);
+        }
+    };
+    let handle = server.handle();
+    actix::spawn(server);
+
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install the SIGTERM/SIGINT handlers");
+        return ExitCode::from(1);
+    };
+    let why = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = why, "shutting down");
+    let started = Instant::now();
+    handle.stop(true).await;
+    // The executor waits out the process grace itself; the bound here only guards a stuck hook.
+    let grace = settings.process.as_ref().map(|p| p.grace).unwrap_or_default();
+    let bound = grace + Duration::from_secs(35);
+    if tokio::time::timeout(bound, executor.send(ochopod_executor::Shutdown)).await.is_err() {
+        tracing::warn!("the executor did not finish its shutdown in time");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), leader.send(ochopod_leader::Shutdown)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), session.send(ochopod_session::Shutdown)).await;
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+    System::current().stop();
+    ExitCode::SUCCESS
+}
