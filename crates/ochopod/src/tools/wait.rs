@@ -1,0 +1,143 @@
+//! `wait`: is the cluster ready? A pure judgement of one poll, so the rule is tested directly.
+//!
+//! Ready means, for every matched cluster: at least `count` pods run their process (every
+//! registered pod, and at least one, when no count is given), exactly one pod leads, and its
+//! state is exactly `leader` — not `leader (configuration pending)` nor `(configuring)` — so no
+//! configuration round is due or running.
+
+use ochopod_api::Info;
+
+use super::fanout::PodResult;
+use super::views::{cluster_rows, ClusterRow};
+
+/// One poll's judgement: `Ok` with the rows when ready, `Err` with what is missing.
+pub fn judge(
+    globs: &[String],
+    clusters: &[String],
+    results: &[PodResult<Info>],
+    count: Option<usize>,
+) -> Result<Vec<ClusterRow>, String> {
+    if clusters.is_empty() {
+        return Err(format!("no cluster matches {} yet", globs_text(globs)));
+    }
+    let rows = cluster_rows(clusters, results);
+    let mut missing = Vec::new();
+    for row in &rows {
+        let need = count.unwrap_or(row.total.max(1));
+        let leaders = results
+            .iter()
+            .filter(|r| r.pod.cluster == row.cluster)
+            .filter(|r| r.result.as_ref().is_ok_and(|i| i.state.starts_with("leader")))
+            .count();
+        let mut why = Vec::new();
+        if row.running < need {
+            why.push(format!("{}/{} running, need {need}", row.running, row.total));
+        }
+        match (leaders, row.state.as_deref()) {
+            (0, _) => why.push("no leader".to_string()),
+            (1, Some("leader")) => {}
+            (1, Some(state)) => why.push(format!("leader is {state:?}")),
+            (n, _) => why.push(format!("{n} pods claim to lead")),
+        }
+        if !why.is_empty() {
+            // Worth knowing when waiting fails, but not a reason of its own: with an explicit
+            // count, a dead extra pod does not keep the cluster from being ready.
+            if row.unreachable > 0 {
+                why.push(format!("{} unreachable", row.unreachable));
+            }
+            missing.push(format!("{}: {}", row.cluster, why.join(", ")));
+        }
+    }
+    if missing.is_empty() {
+        Ok(rows)
+    } else {
+        Err(missing.join("; "))
+    }
+}
+
+/// The line shown once ready: `test.web 3/3 running, leader test.web #2`.
+pub fn ready_line(rows: &[ClusterRow]) -> String {
+    rows.iter()
+        .map(|r| format!("{} {} running, leader {}", r.cluster, r.ok(), r.leader.as_deref().unwrap_or("?")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub fn globs_text(globs: &[String]) -> String {
+    if globs.is_empty() {
+        "*".to_string()
+    } else {
+        globs.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tools::discovery::PodEntry;
+    use crate::tools::fanout::Failure;
+    use ochopod_core::Registration;
+
+    fn result(cluster: &str, seq: u64, process: &str, state: &str) -> PodResult<Info> {
+        let pod = PodEntry::from_node(cluster, &format!("u.{seq:010}"), Registration::default());
+        let info = Info { process: process.into(), state: state.into(), ..Default::default() };
+        PodResult { pod, result: Ok(info) }
+    }
+
+    fn clusters(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn ready_when_enough_pods_run_and_the_leader_has_nothing_pending() {
+        let results = vec![
+            result("t.web", 1, "running", "leader"),
+            result("t.web", 2, "running", "follower"),
+            result("t.web", 3, "running", "follower"),
+        ];
+        let rows = judge(&[], &clusters(&["t.web"]), &results, Some(3)).unwrap();
+        assert_eq!(ready_line(&rows), "t.web 3/3 running, leader t.web #1");
+        assert!(judge(&[], &clusters(&["t.web"]), &results, None).is_ok());
+        let err = judge(&[], &clusters(&["t.web"]), &results, Some(4)).unwrap_err();
+        assert_eq!(err, "t.web: 3/3 running, need 4");
+    }
+
+    #[test]
+    fn a_pending_or_running_round_is_not_ready() {
+        for state in ["leader (configuration pending)", "leader (configuring)"] {
+            let results = vec![result("t.web", 1, "running", state), result("t.web", 2, "running", "follower")];
+            let err = judge(&[], &clusters(&["t.web"]), &results, Some(2)).unwrap_err();
+            assert!(err.contains(state), "{err}");
+        }
+        let results = vec![result("t.web", 1, "running", "follower")];
+        assert_eq!(judge(&[], &clusters(&["t.web"]), &results, Some(1)).unwrap_err(), "t.web: no leader");
+    }
+
+    #[test]
+    fn without_a_count_every_registered_pod_must_run() {
+        let mut results = vec![result("t.web", 1, "running", "leader"), result("t.web", 2, "stopped", "follower")];
+        assert_eq!(judge(&[], &clusters(&["t.web"]), &results, None).unwrap_err(), "t.web: 1/2 running, need 2");
+        results[1].result = Err(Failure::Unreachable("refused".into()));
+        let err = judge(&[], &clusters(&["t.web"]), &results, None).unwrap_err();
+        assert_eq!(err, "t.web: 1/2 running, need 2, 1 unreachable");
+        // An explicit count tolerates an extra pod that is down.
+        assert!(judge(&[], &clusters(&["t.web"]), &results, Some(1)).is_ok());
+    }
+
+    #[test]
+    fn every_matched_cluster_must_be_ready_and_none_matched_is_not_ready() {
+        let results = vec![result("t.a", 1, "running", "leader"), result("t.b", 1, "stopped", "leader (configuring)")];
+        let err = judge(&[], &clusters(&["t.a", "t.b"]), &results, Some(1)).unwrap_err();
+        assert_eq!(err, r#"t.b: 0/1 running, need 1, leader is "leader (configuring)""#);
+        let err = judge(&["web".to_string()], &[], &[], Some(1)).unwrap_err();
+        assert_eq!(err, "no cluster matches web yet");
+        let empty = judge(&[], &clusters(&["t.c"]), &[], None).unwrap_err();
+        assert_eq!(empty, "t.c: 0/0 running, need 1, no leader");
+    }
+
+    #[test]
+    fn two_leaders_are_not_ready() {
+        let results = vec![result("t.web", 1, "running", "leader"), result("t.web", 2, "running", "leader")];
+        assert_eq!(judge(&[], &clusters(&["t.web"]), &results, Some(2)).unwrap_err(), "t.web: 2 pods claim to lead");
+    }
+}
