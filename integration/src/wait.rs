@@ -25,7 +25,11 @@ where
 }
 
 /// The blocking twin of [`until`], for code without a runtime.
-pub fn until_blocking<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Result<T, String>) -> anyhow::Result<T> {
+pub fn until_blocking<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> anyhow::Result<T> {
     let start = Instant::now();
     loop {
         let last = match probe() {

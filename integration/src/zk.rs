@@ -183,8 +183,5 @@ pub fn four_letter_at(address: &str, word: &str) -> anyhow::Result<String> {
 
 /// Parses `mntr` output (tab-separated `key value` lines).
 pub fn parse_mntr(text: &str) -> std::collections::BTreeMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('\t'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
+    text.lines().filter_map(|l| l.split_once('\t')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect()
 }

@@ -77,7 +77,13 @@ impl PodClient {
     }
 
     /// `POST /control/<task>/<secs>` with any JSON body (`signal` takes user JSON).
-    pub async fn control_raw(&self, address: &str, task: Task, grace: Duration, body: Option<&Value>) -> Result<Reply, ClientError> {
+    pub async fn control_raw(
+        &self,
+        address: &str,
+        task: Task,
+        grace: Duration,
+        body: Option<&Value>,
+    ) -> Result<Reply, ClientError> {
         let secs = grace.as_secs().max(1);
         let wait = grace.mul_f64(1.25).max(Duration::from_secs(2));
         let mut req = self.post(format!("http://{address}/control/{task}/{secs}"), wait);
@@ -95,7 +101,13 @@ impl PodClient {
     }
 
     /// `POST /<path>` with an optional JSON body: `/log`, `/reset`, `/reconfigure`….
-    pub async fn call(&self, address: &str, path: &str, body: Option<&Value>, timeout: Duration) -> Result<Reply, ClientError> {
+    pub async fn call(
+        &self,
+        address: &str,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
         let mut req = self.post(format!("http://{address}/{}", path.trim_start_matches('/')), timeout);
         if let Some(b) = body {
             req = req.json(b);

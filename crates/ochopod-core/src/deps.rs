@@ -21,11 +21,7 @@ impl Dependency {
             None => format!("{namespace}.{entry}"),
         };
         if is_glob(&name) {
-            Dependency::Glob {
-                entry: entry.to_string(),
-                pattern: name,
-                own: format!("{namespace}.{own_cluster}"),
-            }
+            Dependency::Glob { entry: entry.to_string(), pattern: name, own: format!("{namespace}.{own_cluster}") }
         } else {
             Dependency::Exact { entry: entry.to_string(), cluster: name }
         }
@@ -44,11 +40,9 @@ impl Dependency {
             Dependency::Exact { cluster, .. } => {
                 clusters.into_iter().filter(|c| c == cluster).map(str::to_string).collect()
             }
-            Dependency::Glob { pattern, own, .. } => clusters
-                .into_iter()
-                .filter(|c| c != own && glob_match(pattern, c))
-                .map(str::to_string)
-                .collect(),
+            Dependency::Glob { pattern, own, .. } => {
+                clusters.into_iter().filter(|c| c != own && glob_match(pattern, c)).map(str::to_string).collect()
+            }
         }
     }
 }

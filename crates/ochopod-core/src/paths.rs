@@ -54,11 +54,7 @@ pub fn pod_key(node_name: &str) -> &str {
 /// The sequence suffix of a sequential node name (`…<seq>`), whatever separator precedes it.
 /// Sequence numbers may exceed 10 digits, so they are parsed, never compared as strings.
 pub fn sequence_of(node_name: &str) -> Option<u64> {
-    let digits = node_name
-        .bytes()
-        .rev()
-        .take_while(u8::is_ascii_digit)
-        .count();
+    let digits = node_name.bytes().rev().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
         return None;
     }

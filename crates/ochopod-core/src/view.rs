@@ -69,9 +69,7 @@ impl std::fmt::Display for ViewError {
 impl std::error::Error for ViewError {}
 
 fn entries(pods: &Pods) -> Vec<PodEntry> {
-    pods.iter()
-        .map(|(key, registration)| PodEntry { key: key.clone(), registration: registration.clone() })
-        .collect()
+    pods.iter().map(|(key, registration)| PodEntry { key: key.clone(), registration: registration.clone() }).collect()
 }
 
 impl ClusterView {
@@ -131,12 +129,7 @@ mod tests {
         zk.insert("z2".into(), reg("10.0.1.2", 2, &[(2181, 31002)]));
         zk.insert("z1".into(), reg("10.0.1.1", 1, &[(2181, 31001)]));
         zk.insert("z3".into(), reg("10.0.1.3", 3, &[]));
-        ControlPayload {
-            pods,
-            dependencies: [("zookeeper".to_string(), zk)].into(),
-            key: "b".into(),
-            epoch: Some(4),
-        }
+        ControlPayload { pods, dependencies: [("zookeeper".to_string(), zk)].into(), key: "b".into(), epoch: Some(4) }
     }
 
     #[test]

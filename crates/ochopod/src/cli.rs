@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "ochopod", version, about = "Coordination runtime for containers: ZooKeeper-backed clusters that configure themselves")]
+#[command(
+    name = "ochopod",
+    version,
+    about = "Coordination runtime for containers: ZooKeeper-backed clusters that configure themselves"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

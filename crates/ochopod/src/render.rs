@@ -61,7 +61,11 @@ pub fn render(args: RenderArgs) -> ExitCode {
             if settings.process.is_some() {
                 println!("command: {}", shell_words::join(&r.argv));
                 let declared = settings.process.as_ref().map(|p| &p.env);
-                for (k, v) in r.env.iter().filter(|(k, _)| declared.is_some_and(|d| d.contains_key(*k)) || k.starts_with("OCHOPOD_")) {
+                for (k, v) in r
+                    .env
+                    .iter()
+                    .filter(|(k, _)| declared.is_some_and(|d| d.contains_key(*k)) || k.starts_with("OCHOPOD_"))
+                {
                     println!("env: {k}={v}");
                 }
             } else {

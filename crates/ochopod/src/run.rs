@@ -39,18 +39,13 @@ pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
     crate::logging::init(verbose, settings.debug, format, ring.clone());
     ochopod_executor::reaper::install();
 
-    let system = actix::System::new();
-    let code = system.block_on(run(settings, ring));
-    code
+    actix::System::new().block_on(run(settings, ring))
 }
 
 async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode {
     let placement = binding::resolve(&settings);
     let key = uuid::Uuid::new_v4().to_string();
-    let address = placement
-        .registration
-        .control_address(settings.port)
-        .unwrap_or_else(|| placement.listen.to_string());
+    let address = placement.registration.control_address(settings.port).unwrap_or_else(|| placement.listen.to_string());
     let cluster = ochopod_core::paths::cluster_name(&settings.namespace, &settings.cluster);
     tracing::info!(%cluster, pod = %key, %address, zk = %placement.registration.zk, "starting");
 

@@ -117,7 +117,10 @@ async fn the_zookeeper_example_forms_an_ensemble_that_scales_and_survives_a_lost
     drop(client);
 
     // Lose the pod whose server leads the ensemble, as a dying container: no clean-up at all.
-    let leader = servers.iter().position(|s| four_letter(s.client, "srvr").unwrap_or_default().contains("Mode: leader")).unwrap();
+    let leader = servers
+        .iter()
+        .position(|s| four_letter(s.client, "srvr").unwrap_or_default().contains("Mode: leader"))
+        .unwrap();
     let mut lost = servers.remove(leader);
     lost.pod.kill_tree();
     wait_ensemble(&servers).await;
@@ -143,7 +146,13 @@ async fn the_dependent_example_waits_for_the_ensemble_and_follows_it() {
     )
     .unwrap();
     watcher
-        .wait_info("the watcher to lead its cluster", SETTLE, |i| if i.state.starts_with("leader") { Ok(()) } else { Err(i.state.clone()) })
+        .wait_info("the watcher to lead its cluster", SETTLE, |i| {
+            if i.state.starts_with("leader") {
+                Ok(())
+            } else {
+                Err(i.state.clone())
+            }
+        })
         .await
         .unwrap();
     // A negative observation needs a window: nothing rendered while the ensemble does not exist.
@@ -172,7 +181,11 @@ async fn the_dependent_example_waits_for_the_ensemble_and_follows_it() {
         let line = c.lines().next().unwrap_or_default().trim_start_matches("zookeeper.connect=").to_string();
         let mut got: Vec<u16> = line.split(',').filter_map(|a| a.rsplit(':').next()?.parse().ok()).collect();
         got.sort();
-        if got == sorted { Ok(()) } else { Err(c) }
+        if got == sorted {
+            Ok(())
+        } else {
+            Err(c)
+        }
     })
     .await
     .unwrap();
@@ -184,14 +197,19 @@ async fn the_sidecar_example_renders_its_file_and_runs_its_hook_on_each_round() 
     let web_yaml = simple_yaml("web", "").replace("namespace: test", "namespace: demo");
     let web1 = start_pod(&coordination, &web_yaml);
     let sidecar = start_pod(&coordination, &example_yaml("sidecar"));
-    let upstreams = |pod: &Pod| std::fs::read_to_string(pod.dir.path().join("shared/upstreams.conf")).unwrap_or_default();
+    let upstreams =
+        |pod: &Pod| std::fs::read_to_string(pod.dir.path().join("shared/upstreams.conf")).unwrap_or_default();
     let reloads = |pod: &Pod| {
         std::fs::read_to_string(pod.dir.path().join("shared/reloads.log")).map(|t| t.lines().count()).unwrap_or(0)
     };
     let want1 = format!("server {};", web1.address());
     wait::until("the sidecar rendered one upstream", SETTLE, || async {
         let u = upstreams(&sidecar);
-        if u.contains(&want1) && reloads(&sidecar) >= 1 { Ok(()) } else { Err(u) }
+        if u.contains(&want1) && reloads(&sidecar) >= 1 {
+            Ok(())
+        } else {
+            Err(u)
+        }
     })
     .await
     .unwrap();
@@ -202,7 +220,11 @@ async fn the_sidecar_example_renders_its_file_and_runs_its_hook_on_each_round() 
     let want2 = format!("server {};", web2.address());
     wait::until("the sidecar re-rendered with two upstreams and reloaded", SETTLE, || async {
         let u = upstreams(&sidecar);
-        if u.contains(&want1) && u.contains(&want2) && reloads(&sidecar) > before { Ok(()) } else { Err(u) }
+        if u.contains(&want1) && u.contains(&want2) && reloads(&sidecar) > before {
+            Ok(())
+        } else {
+            Err(u)
+        }
     })
     .await
     .unwrap();

@@ -32,12 +32,17 @@ async fn a_pod_that_loses_its_session_and_returns_within_the_damper_causes_no_ro
     let nodes_before = pod_nodes(&zk, "web").await;
 
     // /reset drops the follower's session (its znode vanishes) and registers it again.
-    let reply = pods[follower].client().call(&pods[follower].address(), "reset", None, Duration::from_secs(5)).await.unwrap();
+    let reply =
+        pods[follower].client().call(&pods[follower].address(), "reset", None, Duration::from_secs(5)).await.unwrap();
     assert_eq!(reply.code, 200);
     // The leader notices (configuration pending), then the pod is back within the damper.
     wait::until("the leader to cancel the pending round", Duration::from_secs(15), || async {
         let i = pods[leader].info().await.map_err(|e| e.to_string())?;
-        if i.state == "leader" { Ok(()) } else { Err(i.state) }
+        if i.state == "leader" {
+            Ok(())
+        } else {
+            Err(i.state)
+        }
     })
     .await
     .unwrap();
@@ -102,9 +107,15 @@ async fn a_dependent_cluster_waits_for_its_dependency_and_follows_its_changes() 
     let zk = ZkServer::start().expect("ZooKeeper");
     let app = start_pod(&zk, &dependent_yaml("app", "db"));
     // Elected, but with no `db` snapshot it must not configure.
-    app.wait_info("the app pod to lead", SETTLE, |i| if i.state.starts_with("leader") { Ok(()) } else { Err(i.state.clone()) })
-        .await
-        .unwrap();
+    app.wait_info("the app pod to lead", SETTLE, |i| {
+        if i.state.starts_with("leader") {
+            Ok(())
+        } else {
+            Err(i.state.clone())
+        }
+    })
+    .await
+    .unwrap();
     // A negative observation needs a window: two seconds without a configuration.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(view_of(&app), None, "app configured before its dependency existed");
@@ -183,7 +194,8 @@ async fn an_on_from_a_stale_epoch_gets_409() {
         "pods": { key.clone(): { "ip": info.ip, "ports": info.ports, "port": info.port, "seq": info.seq } },
         "dependencies": {}, "key": key, "epoch": first_epoch
     });
-    let reply = pods[0].client().call(&pods[0].address(), "control/on/5", Some(&stale), Duration::from_secs(10)).await.unwrap();
+    let reply =
+        pods[0].client().call(&pods[0].address(), "control/on/5", Some(&stale), Duration::from_secs(10)).await.unwrap();
     assert_eq!(reply.code, 409, "stale on answered {reply:?}");
     assert_eq!(view_of(&pods[0]).unwrap().3, 2, "the stale payload must not be applied");
 }
@@ -194,11 +206,7 @@ async fn the_registration_holds_the_documented_fields_and_no_secret() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cr3t-token-value\n").unwrap();
-    let yaml = format!(
-        "{}control:\n  token_file: {}\n",
-        simple_yaml("web", ""),
-        token_file.display()
-    );
+    let yaml = format!("{}control:\n  token_file: {}\n", simple_yaml("web", ""), token_file.display());
     let pod = Pod::start(
         PodSpec::new(bin(), &zk_server.connect_string(), &yaml)
             .env("ochopod_token", "another-secret")
@@ -220,8 +228,21 @@ async fn the_registration_holds_the_documented_fields_and_no_secret() {
     let js: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let fields: std::collections::BTreeSet<&str> = js.as_object().unwrap().keys().map(String::as_str).collect();
     let expected = [
-        "application", "cluster", "debug", "fwk", "ip", "local", "namespace", "node", "port", "ports", "public", "seq", "start",
-        "task", "zk",
+        "application",
+        "cluster",
+        "debug",
+        "fwk",
+        "ip",
+        "local",
+        "namespace",
+        "node",
+        "port",
+        "ports",
+        "public",
+        "seq",
+        "start",
+        "task",
+        "zk",
     ];
     assert_eq!(fields, expected.into_iter().collect());
     assert_eq!(js["cluster"], "web");
@@ -232,7 +253,14 @@ async fn the_registration_holds_the_documented_fields_and_no_secret() {
     assert!(js["seq"].is_u64());
     assert!(children[0].starts_with(&format!("{}.", pods_key(&children[0]))));
 
-    let info = reqwest::Client::new().post(format!("http://{}/info", pod.address())).send().await.unwrap().text().await.unwrap();
+    let info = reqwest::Client::new()
+        .post(format!("http://{}/info", pod.address()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!info.contains("s3cr3t") && !info.contains("another-secret"), "a secret in /info: {info}");
     let unauthorised = pod.client().call(&pod.address(), "control/off/5", None, Duration::from_secs(5)).await.unwrap();
     assert_eq!(unauthorised.code, 401);

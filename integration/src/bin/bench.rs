@@ -257,7 +257,9 @@ impl Table {
     }
 
     fn markdown(&self) -> String {
-        let mut s = String::from("| scenario | median | min | max | runs | target | original |\n|---|---|---|---|---|---|---|\n");
+        let mut s = String::from(
+            "| scenario | median | min | max | runs | target | original |\n|---|---|---|---|---|---|---|\n",
+        );
         for (name, v, unit, target, original) in &self.rows {
             let mut v = v.clone();
             v.sort_by(|a, b| a.total_cmp(b));
@@ -323,8 +325,20 @@ async fn main() -> anyhow::Result<()> {
             done.push(s);
         }
         let st: f64 = session.trim_end_matches('s').parse()?;
-        t.add(&format!("leader SIGKILLed, session {label}: new leader"), new_leader, "s", &format!("< {:.1} s", st + 0.5), if st == 5.0 { "4.9 s" } else { "" });
-        t.add(&format!("leader SIGKILLed, session {label}: settled"), done, "s", &format!("< {:.1} s", st + 1.0), if st == 5.0 { "9.7 s" } else { "" });
+        t.add(
+            &format!("leader SIGKILLed, session {label}: new leader"),
+            new_leader,
+            "s",
+            &format!("< {:.1} s", st + 0.5),
+            if st == 5.0 { "4.9 s" } else { "" },
+        );
+        t.add(
+            &format!("leader SIGKILLed, session {label}: settled"),
+            done,
+            "s",
+            &format!("< {:.1} s", st + 1.0),
+            if st == 5.0 { "9.7 s" } else { "" },
+        );
     }
     let mut new_leader = Vec::new();
     for _ in 0..runs {
@@ -336,7 +350,13 @@ async fn main() -> anyhow::Result<()> {
     let idle = idle(&mut b, window).await?;
     t.add("idle pod RSS", idle.iter().map(|x| x.0).collect(), "MiB", "< 10 MiB", "~40 MB");
     t.add("idle pod threads", idle.iter().map(|x| x.1).collect(), "", "", "8–12");
-    t.add(&format!("idle pod CPU over {} s", window.as_secs()), idle.iter().map(|x| x.2).collect(), "%", "< 0.05 %", "~0.2 %");
+    t.add(
+        &format!("idle pod CPU over {} s", window.as_secs()),
+        idle.iter().map(|x| x.2).collect(),
+        "%",
+        "< 0.05 %",
+        "~0.2 %",
+    );
 
     let mut rps = Vec::new();
     let mut p50 = Vec::new();

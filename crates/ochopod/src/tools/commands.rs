@@ -526,10 +526,27 @@ async fn wait(a: super::WaitArgs) -> ExitCode {
     };
     let started = Instant::now();
     let deadline = started + a.timeout;
-    let zk = match tokio::time::timeout(a.timeout, Zk::connect(target)).await {
-        Ok(Ok(zk)) => zk,
-        Ok(Err(e)) => return failed(e),
-        Err(_) => return failed(format!("timed out after {:?} connecting to ZooKeeper", a.timeout)),
+    // In a pipeline ZooKeeper may come up along with the pods: keep trying until the deadline.
+    let connecting = async {
+        let mut last = String::new();
+        loop {
+            match Zk::connect(target.clone()).await {
+                Ok(zk) => return zk,
+                Err(e) => {
+                    if e != last {
+                        eprintln!("[{:.1}s] waiting: {e}", started.elapsed().as_secs_f64());
+                        last = e;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    };
+    let zk = match tokio::time::timeout(a.timeout, connecting).await {
+        Ok(zk) => zk,
+        Err(_) => {
+            return failed(format!("timed out after {:?} waiting for ZooKeeper at {}", a.timeout, target.display()))
+        }
     };
     let tty = std::io::stderr().is_terminal();
     let pod_timeout = a.common.pod_timeout.min(Duration::from_secs(2));

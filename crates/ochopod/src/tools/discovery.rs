@@ -114,12 +114,9 @@ pub struct PodEntry {
 
 impl PodEntry {
     pub fn from_node(cluster: &str, node_name: &str, registration: Registration) -> PodEntry {
-        // A registration without `seq` (none of ours, but other writers exist) still gets a
-        // usable one from the node's sequence suffix.
-        let seq = if registration.seq == 0 { paths::sequence_of(node_name).unwrap_or(0) } else { registration.seq };
         PodEntry {
             cluster: cluster.to_string(),
-            seq,
+            seq: registration.seq,
             uuid: paths::pod_key(node_name).to_string(),
             address: registration.control_address(FALLBACK_CONTROL_PORT),
             registration,
@@ -161,11 +158,22 @@ pub struct Found {
 }
 
 /// Parses one pod node's data; `Err` says why it is skipped.
-pub fn parse_registration(data: &[u8]) -> Result<Registration, String> {
+///
+/// The registered `seq` is the pod's for life and differs from the node's suffix after a
+/// re-registration, so it wins; only a registration without one (other writers exist) takes
+/// the node's suffix. `0` is a real seq (the first pod of a cluster), not "missing".
+pub fn parse_registration(node_name: &str, data: &[u8]) -> Result<Registration, String> {
     if data.iter().all(u8::is_ascii_whitespace) {
         return Err("no registration yet (the pod may be registering)".into());
     }
-    serde_json::from_slice(data).map_err(|e| format!("unreadable registration ({e})"))
+    let value: serde_json::Value =
+        serde_json::from_slice(data).map_err(|e| format!("unreadable registration ({e})"))?;
+    let has_seq = value.get("seq").is_some_and(|s| !s.is_null());
+    let mut reg: Registration = serde_json::from_value(value).map_err(|e| format!("unreadable registration ({e})"))?;
+    if !has_seq {
+        reg.seq = paths::sequence_of(node_name).unwrap_or(0);
+    }
+    Ok(reg)
 }
 
 /// A read-only ZooKeeper session for one tool invocation.
@@ -249,7 +257,7 @@ impl Zk {
             });
             for (child, path, data) in futures::future::join_all(reads).await {
                 match data {
-                    Ok((bytes, _)) => match parse_registration(&bytes) {
+                    Ok((bytes, _)) => match parse_registration(child, &bytes) {
                         Ok(reg) => found.pods.push(PodEntry::from_node(cluster, child, reg)),
                         Err(why) => found.warnings.push(format!("{path}: skipped: {why}")),
                     },
@@ -354,7 +362,7 @@ mod tests {
         assert_eq!(p.key(), "demo.web #12");
         assert_eq!(p.uuid, "7c9e6679-7425-40de-944b-e07fc1f90ae7");
         assert_eq!(p.address.as_deref(), Some("10.0.0.1:1024"));
-        let bare = PodEntry::from_node("a.b", "u.0000000042", Registration::default());
+        let bare = PodEntry::from_node("a.b", "u.0000000042", parse_registration("u.0000000042", b"{}").unwrap());
         assert_eq!((bare.seq, bare.address), (42, None));
     }
 
@@ -370,8 +378,16 @@ mod tests {
 
     #[test]
     fn empty_or_broken_registrations_are_skipped_with_a_reason() {
-        assert!(parse_registration(b"").unwrap_err().contains("registering"));
-        assert!(parse_registration(b"{nope").unwrap_err().contains("unreadable"));
-        assert_eq!(parse_registration(br#"{"ip":"1.2.3.4","seq":3}"#).unwrap().seq, 3);
+        assert!(parse_registration("u.0000000001", b"").unwrap_err().contains("registering"));
+        assert!(parse_registration("u.0000000001", b"{nope").unwrap_err().contains("unreadable"));
+        assert!(parse_registration("u.0000000001", br#"{"seq":"x"}"#).unwrap_err().contains("unreadable"));
+        assert_eq!(parse_registration("u.0000000007", br#"{"ip":"1.2.3.4","seq":3}"#).unwrap().seq, 3);
+    }
+
+    #[test]
+    fn the_registered_seq_wins_over_the_node_suffix_even_when_zero() {
+        // A pod re-registered after a reset: new node suffix, same seq for life.
+        assert_eq!(parse_registration("u.0000000002", br#"{"seq":0}"#).unwrap().seq, 0);
+        assert_eq!(parse_registration("u.0000000002", br#"{"ip":"x"}"#).unwrap().seq, 2);
     }
 }

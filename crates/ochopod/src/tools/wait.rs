@@ -79,7 +79,7 @@ mod tests {
     use ochopod_core::Registration;
 
     fn result(cluster: &str, seq: u64, process: &str, state: &str) -> PodResult<Info> {
-        let pod = PodEntry::from_node(cluster, &format!("u.{seq:010}"), Registration::default());
+        let pod = PodEntry::from_node(cluster, &format!("u.{seq:010}"), Registration { seq, ..Default::default() });
         let info = Info { process: process.into(), state: state.into(), ..Default::default() };
         PodResult { pod, result: Ok(info) }
     }

@@ -1,0 +1,204 @@
+//! Fault injection with real processes: each test injects one failure and asserts the outcome
+//! and the time bound it promises. Results are summarised in bench/reliability.md.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use zookeeper_client as zk;
+
+async fn metric(pod: &Pod, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", pod.address())).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+async fn rounds_ok(pod: &Pod) -> f64 {
+    metric(pod, "ochopod_rounds_total{outcome=\"ok\"}").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_zookeeper_outage_restarts_nothing_and_runs_no_round() {
+    let mut zk = ZkServer::start().expect("ZooKeeper");
+    // The default 15 s session outlives a short outage and the client's reconnect backoff.
+    let yaml = simple_yaml("web", "").replace("zk_session_timeout: 5s", "zk_session_timeout: 15s");
+    let pods: Vec<Pod> = (0..3).map(|_| start_pod(&zk, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let leader = wait_settled(&refs, 3, SETTLE).await;
+    let rounds = rounds_ok(&pods[leader]).await;
+
+    let down = Instant::now();
+    zk.restart().expect("ZooKeeper back on the same port");
+    eprintln!("ZooKeeper was down {:?}", down.elapsed());
+    // Every pod's session comes back (same session: its registration is kept).
+    wait::until("every session connected again", Duration::from_secs(20), || async {
+        for p in &pods {
+            if metric(p, "ochopod_zk_session_state{state=\"connected\"}").await != 1.0 {
+                return Err(format!("{} not connected", p.address()));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(wait_settled(&refs, 3, SETTLE).await, leader, "leadership moved after a short outage");
+    assert_eq!(rounds_ok(&pods[leader]).await, rounds, "a spurious round ran");
+    assert_eq!(pods.iter().map(starts_of).collect::<Vec<_>>(), vec![1, 1, 1], "a process was restarted");
+}
+
+async fn registered_seqs(zk_server: &ZkServer, cluster: &str) -> Vec<u64> {
+    let client = zk::Client::connect(&zk_server.connect_string()).await.unwrap();
+    let dir = format!("/ochopod/clusters/test.{cluster}/pods");
+    let mut seqs = Vec::new();
+    for child in client.list_children(&dir).await.unwrap() {
+        if let Ok((data, _)) = client.get_data(&format!("{dir}/{child}")).await {
+            let js: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            seqs.push(js["seq"].as_u64().unwrap());
+        }
+    }
+    seqs.sort();
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_frozen_past_its_session_rejoins_with_the_same_seq() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let yaml = simple_yaml("web", "");
+    let pods: Vec<Pod> = (0..3).map(|_| start_pod(&zk, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let leader = wait_settled(&refs, 3, SETTLE).await;
+    let frozen = (leader + 1) % 3;
+    let seq = view_of(&pods[frozen]).unwrap().2;
+    let all_seqs = registered_seqs(&zk, "web").await;
+
+    // Frozen like a long GC pause: its session (5 s) expires and the cluster shrinks.
+    pods[frozen].signal(Signal::SIGSTOP);
+    let others: Vec<&Pod> = pods.iter().enumerate().filter(|(n, _)| *n != frozen).map(|(_, p)| p).collect();
+    wait_settled(&others, 2, SETTLE).await;
+    let resumed = Instant::now();
+    pods[frozen].signal(Signal::SIGCONT);
+
+    wait_settled(&refs, 3, SETTLE).await;
+    eprintln!("frozen pod back in the cluster {:?} after SIGCONT", resumed.elapsed());
+    assert_eq!(view_of(&pods[frozen]).unwrap().2, seq, "the pod came back with another seq");
+    assert_eq!(registered_seqs(&zk, "web").await, all_seqs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_killed_during_a_round_is_replaced_and_the_round_completes() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    // A slow first `on` everywhere (initialize sleeps), sent one pod at a time: a round of three
+    // takes seconds, long enough to kill the leader in the middle of it.
+    let yaml = format!(
+        "{}hooks:\n  initialize: sleep 1.5\n",
+        simple_yaml("web", "  sequential: true").replace("damper: 0s", "damper: 2s")
+    );
+    let mut pods: Vec<Pod> = (0..3).map(|_| start_pod(&zk, &yaml)).collect();
+    let leader = wait::until("a leader configuring", SETTLE, || async {
+        for (n, p) in pods.iter().enumerate() {
+            if p.info().await.map_err(|e| e.to_string())?.state == "leader (configuring)" {
+                return Ok(n);
+            }
+        }
+        Err("no round yet".to_string())
+    })
+    .await
+    .unwrap();
+    pods[leader].kill();
+    pods.remove(leader);
+    let killed = Instant::now();
+    wait_settled(&pods.iter().collect::<Vec<_>>(), 2, SETTLE).await;
+    eprintln!("converged {:?} after the leader died mid-round", killed.elapsed());
+}
+
+/// Kills a process and everything below it when the test ends, passed or failed.
+struct TreeGuard(u32);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        for pid in ochopod_integration::pods::descendants(self.0).into_iter().chain([self.0]) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+fn zombies_under(root: u32) -> Vec<u32> {
+    ochopod_integration::pods::descendants(root)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_pid_1_ochopod_reaps_orphans_and_shuts_down_on_sigterm() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    if std::process::Command::new("unshare").arg("--version").output().is_err() {
+        panic!("unshare is missing: install util-linux (apt-get install -y util-linux)");
+    }
+    // The process leaves an orphan behind every second: a child that exits at once after its
+    // parent (the shell) detaches it. As pid 1, ochopod inherits and must reap them.
+    let yaml = simple_yaml("pid1", "").replace(
+        r#"command: echo "start $OCHOPOD_INDEX" >> starts.log; exec sleep 3600"#,
+        r#"command: echo "start $OCHOPOD_INDEX" >> starts.log; while true; do (sh -c 'sleep 0.1' &) ; sleep 0.5; done"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pod.yaml"), &yaml).unwrap();
+    let port = ochopod_integration::ports::free_port();
+    let mut child = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(BIN)
+        .args(["run", "pod.yaml"])
+        .current_dir(dir.path())
+        .env("OCHOPOD_ZK", zk.connect_string())
+        .env("PORT_8080", port.to_string())
+        .stdout(std::fs::File::create(dir.path().join("pod.log")).unwrap())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let unshare = child.id();
+    let _guard = TreeGuard(unshare);
+    let client = ochopod_api::PodClient::new(None);
+    let address = format!("127.0.0.1:{port}");
+    wait::until("the pid-1 pod to run its process", SETTLE, || async {
+        let i = client.info(&address, Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
+        if i.process == "running" {
+            Ok(())
+        } else {
+            Err(i.process)
+        }
+    })
+    .await
+    .unwrap();
+    // Orphans come and go for a few seconds; none may linger as a zombie.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut seen_zombie_twice = Vec::new();
+    let mut previous = Vec::new();
+    while Instant::now() < deadline {
+        let now = zombies_under(unshare);
+        seen_zombie_twice.extend(now.iter().filter(|p| previous.contains(*p)).copied());
+        previous = now;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    assert!(seen_zombie_twice.is_empty(), "zombies were not reaped: {seen_zombie_twice:?}");
+
+    // ochopod is pid 1 in there: SIGTERM to it (through unshare's child) shuts down gracefully.
+    let ochopod = ochopod_integration::pods::descendants(unshare).into_iter().next().expect("ochopod below unshare");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(ochopod as i32), Signal::SIGTERM).unwrap();
+    let status = wait::until_blocking("the pid-1 pod to exit", Duration::from_secs(20), || match child.try_wait() {
+        Ok(Some(s)) => Ok(s),
+        _ => Err("running".into()),
+    })
+    .unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(ochopod_integration::pods::descendants(unshare).is_empty());
+}
