@@ -70,31 +70,24 @@ for i in 1 2 3; do
   echo "pod $i: control 127.0.0.1:$control, ZooKeeper client port $client (ochopod pid ${pids[-1]})"
 done
 
-say "3. waiting for the leader to configure the ensemble and its probe to see it healthy"
+export OCHOPOD_ZK=127.0.0.1:$zk_port
+say "3. ochopod wait: until the 3 pods run and the leader has no configuration pending"
 start=$(date +%s)
-status=""
-until [[ "$status" == "3 servers, 1 leader, 2 synced followers" ]]; do
-  if (( $(date +%s) - start > 120 )); then
-    echo "the ensemble did not form within 120 s; pod logs:"; tail -n 20 "$work"/pod*/ochopod.log; exit 1
+"$bin" wait demo.zookeeper --count 3 --timeout 120s
+
+say "4. until the leader's probe (mntr on every server) reports a healthy ensemble"
+until "$bin" ls demo.zookeeper --json 2>/dev/null | grep -q '"3 servers, 1 leader, 2 synced followers"'; do
+  if (( $(date +%s) - start > 150 )); then
+    echo "the ensemble did not become healthy within 150 s; pod logs:"; tail -n 20 "$work"/pod*/ochopod.log; exit 1
   fi
-  status=$(for c in "${controls[@]}"; do curl -s -m 2 -X POST "127.0.0.1:$c/info" || true; echo; done \
-    | python3 -c 'import json,sys
-for l in sys.stdin:
-    l=l.strip()
-    if l:
-        i=json.loads(l)
-        if i.get("state","").startswith("leader"): print(i.get("status",""))' 2>/dev/null || true)
   sleep 0.5
 done
-echo "formed in $(( $(date +%s) - start )) s"
+echo "healthy $(( $(date +%s) - start )) s after the pods started"
 
-say "4. the cluster, as each pod's /info reports it"
-printf '%-6s %-8s %-10s %-34s %s\n' seq process state status address
-for c in "${controls[@]}"; do
-  curl -s -m 2 -X POST "127.0.0.1:$c/info" | python3 -c 'import json,sys
-i=json.load(sys.stdin)
-print("%-6s %-8s %-10s %-34s %s" % (i.get("seq"), i["process"], i["state"], i["status"] or "-", i["ip"]+":"+str(i["ports"]["8080"])))'
-done
+say "ochopod ls: the cluster, running/total and the leader's status"
+"$bin" ls
+say "ochopod grep: every pod"
+"$bin" grep
 
 say "5. each ZooKeeper server, asked 'srvr' on its client port"
 for p in "${clients[@]}"; do

@@ -1,10 +1,9 @@
 //! `ochopod`: the coordination runtime (`ochopod run`, a container's entrypoint) and its tools.
 //!
 //! Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT, child torn down, session closed);
-//! 1 when the runtime cannot run (control port taken, TLS files unreadable…); 2 for bad usage or
-//! a bad declaration, reported before anything touches ZooKeeper.
+//! 1 when the runtime cannot run (control port taken, TLS files unreadable…); 2 for bad usage, a
+//! bad declaration or missing platform data, reported before anything touches ZooKeeper.
 
-mod binding;
 mod cli;
 mod logging;
 mod render;

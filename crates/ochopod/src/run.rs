@@ -23,7 +23,6 @@ use ochopod_leader::Leader;
 use ochopod_session::Session;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::binding;
 use crate::cli::{LogFormat, RunArgs};
 
 pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
@@ -43,11 +42,25 @@ pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
 }
 
 async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode {
-    let placement = binding::resolve(&settings);
+    // Where the pod runs, from its platform; missing platform data stops the pod here, before
+    // anything touches ZooKeeper.
+    let placement = match ochopod_bindings::resolve(&settings, &ochopod_bindings::Platform::from_process()).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ochopod: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The platform may say where ZooKeeper is (Mesos agents do) when the environment did not.
+    let settings = match &placement.zk {
+        Some(zk) => Arc::new(ochopod_config::Settings { zk: zk.clone(), ..(*settings).clone() }),
+        None => settings,
+    };
     let key = uuid::Uuid::new_v4().to_string();
     let address = placement.registration.control_address(settings.port).unwrap_or_else(|| placement.listen.to_string());
     let cluster = ochopod_core::paths::cluster_name(&settings.namespace, &settings.cluster);
-    tracing::info!(%cluster, pod = %key, %address, zk = %placement.registration.zk, "starting");
+    tracing::info!(%cluster, pod = %key, %address, binding = %placement.binding, zk = %placement.registration.zk, "starting");
 
     // Bind before anything touches ZooKeeper: a pod that cannot serve its control API must not
     // register, or the leader's rounds would fail on it.
