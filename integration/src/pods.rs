@@ -159,29 +159,22 @@ impl Pod {
     }
 
     /// SIGKILL the pod and every process below it, like a container that dies: nothing gets a
-    /// chance to clean up, and the supervised process (in its own process group) dies too.
-    pub fn kill_tree(&mut self) {
-        let root = self.pid();
-        let mut tree = descendants(root);
-        tree.push(root);
-        for pid in tree {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    /// chance to clean up, and the supervised process (in its own process group) dies too, so a
+    /// test leaves no orphan behind.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let tree = descendants(c.id());
+            let _ = c.kill();
+            for pid in tree {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            let _ = c.wait();
         }
-        self.kill();
     }
 
     /// Every process below this pod (children, grandchildren…), from /proc.
     pub fn descendants(&self) -> Vec<u32> {
         descendants(self.pid())
-    }
-
-    /// SIGKILL and reap, like a crashed ochopod (its child survives, orphaned: see
-    /// [`Pod::kill_tree`] for a dying container).
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -190,7 +183,13 @@ impl Drop for Pod {
         if let Some(mut c) = self.child.take() {
             // SIGCONT first: a test may have left it stopped, and a stopped process ignores TERM.
             let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGCONT);
+            let tree = descendants(c.id());
             stop_child(&mut c, Duration::from_secs(10));
+            // A graceful stop tears the process down; whatever is left (a stuck pod, a test
+            // that broke it on purpose) must not outlive the test.
+            for pid in tree.into_iter().filter(|p| Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
         }
     }
 }

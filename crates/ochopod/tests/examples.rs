@@ -122,7 +122,7 @@ async fn the_zookeeper_example_forms_an_ensemble_that_scales_and_survives_a_lost
         .position(|s| four_letter(s.client, "srvr").unwrap_or_default().contains("Mode: leader"))
         .unwrap();
     let mut lost = servers.remove(leader);
-    lost.pod.kill_tree();
+    lost.pod.kill();
     wait_ensemble(&servers).await;
     let client = client_of(&servers).await;
     let (data, _) = client.get_data("/written-before-scaling").await.expect("read after losing a server");
