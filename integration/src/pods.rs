@@ -91,6 +91,9 @@ impl Pod {
             .env("OCHOPOD_ZK", spec.zk)
             .env(format!("PORT_{}", spec.control_port), host_port.to_string())
             .env("POD_DIR", dir.path())
+            // Platform detection reads files such as /.dockerenv: a test machine may be a
+            // container, and a test pod must stay on loopback unless the test says otherwise.
+            .env("OCHOPOD_PLATFORM_ROOT", dir.path())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
