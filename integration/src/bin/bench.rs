@@ -179,12 +179,16 @@ fn proc_status(pid: u32, key: &str) -> Option<f64> {
     s.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command.
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+/// CPU time of every thread of `pid`, in nanoseconds (`/proc/<pid>/task/*/schedstat`): exact,
+/// where `/proc/<pid>/stat` counts 10 ms ticks and cannot resolve an idle pod.
+fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let s = fs::read_to_string(t.path().join("schedstat")).ok()?;
+        total += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// Per idle pod: (RSS MiB, threads, CPU % over the window).
@@ -192,17 +196,15 @@ async fn idle(b: &mut Bench, window: Duration) -> anyhow::Result<Vec<(f64, f64, 
     let ns = b.namespace();
     let pods = b.start_many(&ns, "idle", 3, "15s")?;
     settled(&pods.iter().collect::<Vec<_>>(), 3, Duration::from_secs(60)).await?;
-    let before: Vec<u64> = pods.iter().map(|p| cpu_ticks(p.pid()).unwrap_or(0)).collect();
+    let before: Vec<u64> = pods.iter().map(|p| cpu_ns(p.pid()).unwrap_or(0)).collect();
     tokio::time::sleep(window).await;
-    // USER_HZ: 100 on every Linux architecture that matters here (the kernel ABI fixes it).
-    let ticks_per_sec = 100.0;
     Ok(pods
         .iter()
         .zip(before)
         .map(|(p, b)| {
             let rss = proc_status(p.pid(), "VmRSS:").unwrap_or(0.0) / 1024.0;
             let threads = proc_status(p.pid(), "Threads:").unwrap_or(0.0);
-            let used = cpu_ticks(p.pid()).unwrap_or(b).saturating_sub(b) as f64 / ticks_per_sec;
+            let used = cpu_ns(p.pid()).unwrap_or(b).saturating_sub(b) as f64 / 1e9;
             (rss, threads, 100.0 * used / window.as_secs_f64())
         })
         .collect())
