@@ -42,5 +42,8 @@ bench: setup ## Benchmarks against a real ZooKeeper; writes bench/results.md
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p ochopod-integration --bin ochopod-bench -- --out bench/results.md
 
+soak: setup build ## Churn run (random kills and joins) for SOAK_SECS seconds (default 600), then check convergence
+	OCHOPOD_CHURN_SECS=$${SOAK_SECS:-600} $(CARGO) test -p ochopod --test chaos churn -- --nocapture
+
 clean: ## Remove build output
 	$(CARGO) clean
