@@ -10,11 +10,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## Install what the tests need (Debian zookeeper package) if missing, fetch crates
-	@if [ ! -f $(ZK_JAR) ] || ! command -v java >/dev/null; then \
-	  echo "installing ZooKeeper (Debian package)"; \
+setup: ## Install what the tests need (Debian zookeeper, iproute2, util-linux) if missing, fetch crates
+	@missing=""; \
+	[ -f $(ZK_JAR) ] && command -v java >/dev/null || missing="$$missing zookeeper"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v unshare >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q zookeeper; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 	@$(CARGO) fetch -q
 
