@@ -90,9 +90,9 @@ struct Stats {
     rounds_ms_total: u64,
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop<T = ()>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -296,8 +296,11 @@ impl Leader {
         let fence = ZkFence { client: client.clone(), lock_path: lead.lock.path.clone(), active: lead.active.clone() };
         let (control, lock, prefix) = (self.pods.clone(), lead.lock.clone(), self.prefix.clone());
         let (addr, token) = (ctx.address(), self.token);
+        let dependencies = input.dependencies.clone();
         self.spawn(async move {
-            let result = async {
+            // The round runs in a task of its own so that a panic in it is reported as a failed
+            // round (retried after the damper) instead of leaving the leader `configuring` forever.
+            let mut round = AbortOnDrop(tokio::spawn(async move {
                 let outcome = round::run(&control, &fence, &input).await.map_err(|e| e.to_string())?;
                 // The last step of the round, fenced like the others (and by the transaction).
                 let hash = state_hash(&outcome.configured, &input.dependencies);
@@ -305,9 +308,9 @@ impl Leader {
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok((outcome, hash))
-            }
-            .await;
-            addr.do_send(RoundDone { token, dependencies: input.dependencies, result });
+            }));
+            let result = (&mut round.0).await.unwrap_or_else(|e| Err(format!("the round task failed: {e}")));
+            addr.do_send(RoundDone { token, dependencies, result });
         });
     }
 

@@ -42,9 +42,31 @@ pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
 }
 
 async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode {
+    // The handlers come first: as PID 1 an unhandled SIGTERM is ignored by the kernel, and
+    // resolving the platform may wait on a metadata service.
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install the SIGTERM/SIGINT handlers");
+        return ExitCode::from(1);
+    };
+    let stop = async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    };
+    tokio::pin!(stop);
+
     // Where the pod runs, from its platform; missing platform data stops the pod here, before
     // anything touches ZooKeeper.
-    let placement = match ochopod_bindings::resolve(&settings, &ochopod_bindings::Platform::from_process()).await {
+    let platform = ochopod_bindings::Platform::from_process();
+    let resolved = tokio::select! {
+        resolved = ochopod_bindings::resolve(&settings, &platform) => resolved,
+        why = &mut stop => {
+            tracing::info!(signal = why, "stopped before starting");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let placement = match resolved {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{e}");
@@ -97,27 +119,24 @@ async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode
     };
     let dependencies = settings.model.depends_on.clone();
     let state = ControlState::new(actors, placement.registration, dependencies, ring, events, &settings.control);
-    let server = match serve(listener, state, settings.control.tls.as_ref()) {
-        Ok(s) => s,
+    // From here on every exit goes through the shutdown order: the actors have started.
+    let (code, handle) = match serve(listener, state, settings.control.tls.as_ref()) {
+        Ok(server) => {
+            let handle = server.handle();
+            actix::spawn(server);
+            let why = stop.await;
+            tracing::info!(signal = why, "shutting down");
+            (ExitCode::SUCCESS, Some(handle))
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start the control server");
-            return ExitCode::from(1);
+            (ExitCode::from(1), None)
         }
     };
-    let handle = server.handle();
-    actix::spawn(server);
-
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install the SIGTERM/SIGINT handlers");
-        return ExitCode::from(1);
-    };
-    let why = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = why, "shutting down");
     let started = Instant::now();
-    handle.stop(true).await;
+    if let Some(handle) = handle {
+        handle.stop(true).await;
+    }
     // The executor waits out the process grace itself; the bound here only guards a stuck hook.
     let grace = settings.process.as_ref().map(|p| p.grace).unwrap_or_default();
     let bound = grace + Duration::from_secs(35);
@@ -125,8 +144,14 @@ async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode
         tracing::warn!("the executor did not finish its shutdown in time");
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), leader.send(ochopod_leader::Shutdown)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), session.send(ochopod_session::Shutdown)).await;
+    // Generous: the session tells its subscribers, deletes its node (bounded by its operation
+    // timeout when ZooKeeper is slow) and waits for the close. Returning before it is done would
+    // drop the client after the runtime stops: no close, and peers wait for the session to expire.
+    let session_bound = settings.zk.session_timeout.max(Duration::from_secs(5)) + Duration::from_secs(5);
+    if tokio::time::timeout(session_bound, session.send(ochopod_session::Shutdown)).await.is_err() {
+        tracing::warn!("the ZooKeeper session did not close in time");
+    }
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
     System::current().stop();
-    ExitCode::SUCCESS
+    code
 }
