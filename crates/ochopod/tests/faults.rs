@@ -33,6 +33,18 @@ async fn a_short_zookeeper_outage_restarts_nothing_and_runs_no_round() {
     let rounds = rounds_ok(&pods[leader]).await;
 
     let down = Instant::now();
+    zk.stop();
+    // Every pod sees the connection go (the leader stops leading while suspended)…
+    wait::until("every session suspended", Duration::from_secs(10), || async {
+        for p in &pods {
+            if metric(p, "ochopod_zk_session_state{state=\"suspended\"}").await != 1.0 {
+                return Err(format!("{} not suspended", p.address()));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
     zk.restart().expect("ZooKeeper back on the same port");
     eprintln!("ZooKeeper was down {:?}", down.elapsed());
     // Every pod's session comes back (same session: its registration is kept).
@@ -109,11 +121,23 @@ async fn a_leader_killed_during_a_round_is_replaced_and_the_round_completes() {
     })
     .await
     .unwrap();
+    // The dying leader's epoch is the sequence of the lowest lock node.
+    let client = zk::Client::connect(&zk.connect_string()).await.unwrap();
+    let locks = client.list_children("/ochopod/clusters/test.web/coordinator").await.unwrap();
+    let old_epoch = locks.iter().filter_map(|n| ochopod_core::paths::sequence_of(n)).min().unwrap() as f64;
+    drop(client);
     pods[leader].kill();
     pods.remove(leader);
     let killed = Instant::now();
-    wait_settled(&pods.iter().collect::<Vec<_>>(), 2, SETTLE).await;
+    let new_leader = wait_settled(&pods.iter().collect::<Vec<_>>(), 2, SETTLE).await;
     eprintln!("converged {:?} after the leader died mid-round", killed.elapsed());
+    // The new leader ran the round to completion, under a newer epoch, which every pod took.
+    assert!(rounds_ok(&pods[new_leader]).await >= 1.0);
+    for p in &pods {
+        let (_, _, _, size, epoch) = view_of(p).unwrap();
+        assert_eq!(size, 2);
+        assert!(epoch.parse::<f64>().unwrap() > old_epoch, "epoch {epoch} not newer than {old_epoch}");
+    }
 }
 
 /// Kills a process and everything below it when the test ends, passed or failed.
@@ -201,4 +225,38 @@ async fn as_pid_1_ochopod_reaps_orphans_and_shuts_down_on_sigterm() {
     .unwrap();
     assert!(status.success(), "exit status {status}");
     assert!(ochopod_integration::pods::descendants(unshare).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_zookeeper_mid_round_sends_no_further_step() {
+    let mut zk = ZkServer::start().expect("ZooKeeper");
+    // `check` takes 3 s on every pod (the can_configure hook), which leaves time to cut
+    // ZooKeeper between the round's `check` and its `on`.
+    let yaml = format!(
+        "{}hooks:\n  can_configure: sleep 3\n",
+        simple_yaml("web", "").replace("zk_session_timeout: 5s", "zk_session_timeout: 20s")
+    );
+    let pods: Vec<Pod> = (0..3).map(|_| start_pod(&zk, &yaml)).collect();
+    wait::until("a leader in the check phase", SETTLE, || async {
+        for p in &pods {
+            if p.info().await.map_err(|e| e.to_string())?.state == "leader (configuring)" {
+                return Ok(());
+            }
+        }
+        Err("no round yet".to_string())
+    })
+    .await
+    .unwrap();
+    zk.stop();
+    let cut = Instant::now();
+    // Past the end of the `check` phase, with the session suspended: no pod may have been told
+    // `on` (a pod renders view.txt when it is). A negative observation needs a window.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for p in &pods {
+        assert_eq!(view_of(p), None, "{} was configured while its leader had no ZooKeeper", p.address());
+    }
+    zk.restart().expect("ZooKeeper back");
+    // Same sessions come back: the leader resumes and completes a round.
+    wait_settled(&pods.iter().collect::<Vec<_>>(), 3, SETTLE).await;
+    eprintln!("configured {:?} after ZooKeeper was cut mid-round", cut.elapsed());
 }

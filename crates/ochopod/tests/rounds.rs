@@ -30,18 +30,22 @@ async fn a_pod_that_loses_its_session_and_returns_within_the_damper_causes_no_ro
     let follower = (leader + 1) % 3;
     let rounds = rounds_ok(&pods[leader]).await;
     let nodes_before = pod_nodes(&zk, "web").await;
+    let flap = "cluster back to its configured state, no round";
+    let flaps = |lines: &[String]| lines.iter().filter(|l| l.contains(flap)).count();
+    let flaps_before = flaps(&log_of(&pods[leader]).await);
 
     // /reset drops the follower's session (its znode vanishes) and registers it again.
     let reply =
         pods[follower].client().call(&pods[follower].address(), "reset", None, Duration::from_secs(5)).await.unwrap();
     assert_eq!(reply.code, 200);
-    // The leader notices (configuration pending), then the pod is back within the damper.
+    // The leader notices the pod leave (the damper starts) and then come back within it: it
+    // says so in its log.
     wait::until("the leader to cancel the pending round", Duration::from_secs(15), || async {
-        let i = pods[leader].info().await.map_err(|e| e.to_string())?;
-        if i.state == "leader" {
+        let lines = log_of(&pods[leader]).await;
+        if flaps(&lines) > flaps_before {
             Ok(())
         } else {
-            Err(i.state)
+            Err(format!("{} log lines, none about the flap", lines.len()))
         }
     })
     .await
@@ -73,6 +77,12 @@ async fn pod_nodes(zk_server: &ZkServer, cluster: &str) -> Vec<(String, u64)> {
     }
     out.sort();
     out
+}
+
+/// A pod's `/log` lines.
+async fn log_of(pod: &Pod) -> Vec<String> {
+    let reply = pod.client().call(&pod.address(), "log", None, Duration::from_secs(2)).await.unwrap();
+    serde_json::from_value(reply.body).unwrap()
 }
 
 fn dependent_yaml(cluster: &str, depends: &str) -> String {
