@@ -52,7 +52,7 @@ pub fn cluster_rows(clusters: &[String], results: &[PodResult<Info>]) -> Vec<Clu
                 .unwrap_or_default();
             ClusterRow {
                 cluster: cluster.clone(),
-                running: infos.iter().filter(|(_, i)| i.process == "running").count(),
+                running: infos.iter().filter(|(_, i)| is_up(i)).count(),
                 total: mine.len(),
                 status,
                 leader: leader.map(|(p, _)| p.key()),
@@ -61,6 +61,12 @@ pub fn cluster_rows(clusters: &[String], results: &[PodResult<Info>]) -> Vec<Clu
             }
         })
         .collect()
+}
+
+/// A pod counts as up when its process runs, or, for a sidecar (no process), once it has
+/// accepted a configuration.
+pub fn is_up(info: &Info) -> bool {
+    info.process == "running" || (info.process == "sidecar" && info.epoch.is_some())
 }
 
 pub fn ls_table(rows: &[ClusterRow]) -> String {
@@ -290,6 +296,15 @@ mod tests {
             status: status.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_configured_sidecar_counts_as_up_and_an_unconfigured_one_does_not() {
+        let configured = Info { epoch: Some(3), ..info("sidecar", "leader", "") };
+        assert!(is_up(&configured));
+        assert!(!is_up(&info("sidecar", "follower", "")));
+        assert!(is_up(&info("running", "follower", "")));
+        assert!(!is_up(&info("backoff", "follower", "")));
     }
 
     fn ok(p: PodEntry, i: Info) -> PodResult<Info> {
