@@ -1,6 +1,6 @@
 //! The validated settings as YAML for `ochopod validate`: the shape of [`Settings`], with
 //! durations spelled as in the declaration (`1m30s`, not `{secs: 90, nanos: 0}`), modes in octal,
-//! and nothing secret: the token never, the ZooKeeper password masked.
+//! and nothing secret: neither the token nor the ZooKeeper credentials.
 
 use serde_yaml::{Mapping, Value};
 
@@ -17,8 +17,10 @@ pub fn to_display_yaml(s: &Settings) -> String {
         (
             "zk",
             map([
-                ("connect", mask_password(&s.zk.connect).into()),
-                ("chroot", opt(s.zk.chroot.clone())),
+                ("hosts", s.zk.target.hosts.clone().into()),
+                ("chroot", opt(s.zk.target.chroot.clone())),
+                // Whether there are credentials, never what they are.
+                ("auth", s.zk.target.digest.as_ref().map_or(Value::Null, |_| "digest (hidden)".into())),
                 ("session_timeout", dur(s.zk.session_timeout)),
             ]),
         ),
@@ -45,17 +47,6 @@ fn dur(d: std::time::Duration) -> Value {
 
 fn opt(v: Option<String>) -> Value {
     v.map_or(Value::Null, Value::from)
-}
-
-/// `user:pass@h:p` → `user:***@h:p`: the connect string is shown, its password is not.
-fn mask_password(connect: &str) -> String {
-    match connect.rsplit_once('@') {
-        Some((creds, hosts)) => {
-            let user = creds.split_once(':').map_or(creds, |(u, _)| u);
-            format!("{user}:***@{hosts}")
-        }
-        None => connect.to_owned(),
-    }
 }
 
 fn model(m: &ModelSettings) -> Value {
@@ -145,21 +136,14 @@ fn control(c: &ControlSettings) -> Value {
         (
             "tls",
             c.tls.as_ref().map_or(Value::Null, |t| {
-                map([("cert", t.cert.display().to_string().into()), ("key", t.key.display().to_string().into())])
+                map([
+                    ("cert", t.cert.display().to_string().into()),
+                    ("key", t.key.display().to_string().into()),
+                    ("ca", t.ca.as_ref().map_or(Value::Null, |c| c.display().to_string().into())),
+                ])
             }),
         ),
         ("body_limit", (c.body_limit as u64).into()),
         ("log_lines", (c.log_lines as u64).into()),
     ])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_only_the_password() {
-        assert_eq!(mask_password("u:p@h:1,h:2"), "u:***@h:1,h:2");
-        assert_eq!(mask_password("h:1"), "h:1");
-    }
 }

@@ -21,6 +21,20 @@ const UNITS: &[(&str, u128)] = &[
 
 const EXPECTED: &str = "expected a duration such as `500ms`, `10s`, `2m`, `1h` or `1m30s`";
 
+/// The longest duration a declaration may hold. Nothing a pod waits for takes longer, and the
+/// cap keeps `Instant::now() + damper` or `grace.mul_f64(1.25)` from overflowing (a panic) in the
+/// actors, which can then use durations without checks.
+pub const MAX: Duration = Duration::from_secs(86_400);
+
+/// [`parse_duration`] within [`MAX`]: what a declaration's durations go through.
+pub fn parse_bounded(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d > MAX {
+        return Err(format!("expected at most {}, got `{}`", format_duration(MAX), text.trim()));
+    }
+    Ok(d)
+}
+
 /// Parses a duration; the error says what was expected (without the field, which the caller
 /// knows).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -101,7 +115,7 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str(EXPECTED.trim_start_matches("expected "))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                parse_duration(v).map(Dur).map_err(E::custom)
+                parse_bounded(v).map(Dur).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
                 Err(E::custom(bare_number(&v.to_string())))
@@ -150,6 +164,17 @@ mod tests {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("expected a duration"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn declarations_hold_at_most_a_day() {
+        assert_eq!(parse_bounded("24h"), Ok(MAX));
+        assert_eq!(parse_bounded("1d"), Ok(MAX));
+        assert_eq!(parse_bounded("1d1ns"), Err("expected at most 24h, got `1d1ns`".to_owned()));
+        let e = serde_yaml::from_str::<Dur>("100000h").unwrap_err();
+        assert!(e.to_string().contains("expected at most 24h, got `100000h`"), "{e}");
+        // The CLI's own timeouts are not a declaration: no cap there.
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(2 * 86_400)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! | variable | effect |
 //! |---|---|
-//! | `OCHOPOD_ZK`, then `ochopod_zk` | `zk` (connect string or `zk://[user:pass@]h:p,h:p/chroot`); empty = unset, as the original's default `''` |
+//! | `OCHOPOD_ZK`, then `ochopod_zk` | `zk` (connect string or `zk://[user:pass@]h:p,h:p/chroot`, read by [`crate::ZkTarget::parse`] in validation); empty = unset, as the original's default `''` |
 //! | `ochopod_cluster`, `ochopod_namespace` | `cluster`, `namespace` |
 //! | `ochopod_port` | the control port |
 //! | `ochopod_start` | `process.start` (`true`/`false`; a sidecar has no process and ignores it) |
@@ -88,50 +88,6 @@ fn flag(env: &Env, var: &str, field: &str) -> Result<Option<bool>, ConfigError> 
     }
 }
 
-/// A ZooKeeper target: the connect string the client takes, and the chroot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ZkTarget {
-    pub connect: String,
-    pub chroot: Option<String>,
-}
-
-/// Reads `h:p[,h:p…][/chroot]` or `zk://[user:pass@]h:p[,h:p…][/chroot]`. Unlike the original,
-/// the chroot is kept: writing at the root of a shared Mesos ensemble was a surprise.
-pub fn parse_zk(text: &str) -> Result<ZkTarget, String> {
-    let t = text.trim();
-    let expected = "expected `host:port[,host:port…]` or `zk://[user:pass@]host:port[,host:port…][/chroot]`";
-    if t.is_empty() {
-        return Err(format!("{expected}, got an empty value"));
-    }
-    let rest = match t.split_once("://") {
-        Some(("zk", rest)) => rest,
-        Some((scheme, _)) => return Err(format!("{expected}; the scheme `{scheme}://` is not `zk://`")),
-        None => t,
-    };
-    let (authority, chroot) = match rest.find('/') {
-        Some(i) => (&rest[..i], Some(rest[i..].trim_end_matches('/'))),
-        None => (rest, None),
-    };
-    let chroot = chroot.filter(|c| !c.is_empty()).map(str::to_owned);
-    if let Some(c) = &chroot {
-        if c.contains("//") || c.split('/').any(|s| s == "." || s == "..") {
-            return Err(format!("{expected}; the chroot `{c}` is not a valid ZooKeeper path"));
-        }
-    }
-    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if hosts.is_empty() {
-        return Err(format!("{expected}, got `{t}`"));
-    }
-    for server in hosts.split(',') {
-        let (host, port) = server.rsplit_once(':').ok_or_else(|| format!("{expected}; `{server}` has no port"))?;
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(format!("{expected}; `{server}` has no valid host"));
-        }
-        parse_port(port).map_err(|m| format!("{expected}; in `{server}`: {m}"))?;
-    }
-    Ok(ZkTarget { connect: authority.to_owned(), chroot })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,28 +106,6 @@ mod tests {
         let o = Overrides::read(&env(&[("OCHOPOD_ZK", ""), ("ochopod_zk", "b:2")])).unwrap();
         assert_eq!(o.zk.unwrap().var, "ochopod_zk");
         assert_eq!(Overrides::read(&env(&[("ochopod_zk", " ")])).unwrap().zk, None);
-    }
-
-    #[test]
-    fn zk_url_keeps_credentials_and_chroot() {
-        let z = parse_zk("zk://user:pass@10.0.0.1:2181,10.0.0.2:2181/mesos").unwrap();
-        assert_eq!(z.connect, "user:pass@10.0.0.1:2181,10.0.0.2:2181");
-        assert_eq!(z.chroot.as_deref(), Some("/mesos"));
-        let z = parse_zk("zk://10.0.0.56:2181/mesos/").unwrap();
-        assert_eq!((z.connect.as_str(), z.chroot.as_deref()), ("10.0.0.56:2181", Some("/mesos")));
-        let z = parse_zk("127.0.0.1:2181").unwrap();
-        assert_eq!((z.connect.as_str(), z.chroot), ("127.0.0.1:2181", None));
-        let z = parse_zk("h1:2181,h2:2182/a/b").unwrap();
-        assert_eq!((z.connect.as_str(), z.chroot.as_deref()), ("h1:2181,h2:2182", Some("/a/b")));
-        assert_eq!(parse_zk("zk://h:2181/").unwrap().chroot, None);
-    }
-
-    #[test]
-    fn zk_rejects_what_the_client_would_not_take() {
-        for bad in ["", "zk://", "http://h:2181", "h", "h:0", "h:99999", "h:2181,", ":2181", "h:2181/a/../b"] {
-            let e = parse_zk(bad).unwrap_err();
-            assert!(e.starts_with("expected `host:port"), "{bad}: {e}");
-        }
     }
 
     #[test]

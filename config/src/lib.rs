@@ -31,8 +31,15 @@
 //! the message saying what was expected. Environment errors read `env NAME: field: message` and
 //! an unreadable file `file: message`. Nothing here panics on bad input.
 //!
-//! **Secrets.** The control token lives in [`Secret`] (redacted `Debug`, skipped by `Serialize`);
-//! [`to_display_yaml`] never shows it and masks a ZooKeeper password.
+//! **ZooKeeper.** Every connect string (`zk:`, `OCHOPOD_ZK`, the bindings' platform files, the
+//! CLI's `--zk`) is read by the one parser, [`ZkTarget::parse`] (`zk.rs`), so what loads is what
+//! the session can connect with; a bad one is a load error naming its variable or field.
+//!
+//! **Limits.** Every duration is at most [`duration::MAX`] (one day), so `now + damper` or
+//! `grace × 1.25` can never overflow anywhere else.
+//!
+//! **Secrets.** The control token and the ZooKeeper credentials live in [`Secret`] (redacted
+//! `Debug`, skipped by `Serialize`); [`to_display_yaml`] and every error show neither.
 
 pub mod duration;
 pub mod env;
@@ -40,6 +47,7 @@ pub mod error;
 pub mod locate;
 pub mod raw;
 pub mod settings;
+pub mod zk;
 
 mod display;
 mod validate;
@@ -47,6 +55,7 @@ mod validate;
 pub use display::to_display_yaml;
 pub use error::ConfigError;
 pub use settings::*;
+pub use zk::ZkTarget;
 
 use std::collections::BTreeMap;
 use std::path::Path;

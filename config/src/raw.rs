@@ -159,6 +159,7 @@ pub struct RawControl {
 pub struct RawTls {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
 }
 
 /// A TCP port, 1-65535 (a quoted number is accepted: env-templated YAML often quotes).

@@ -3,7 +3,7 @@
 //! default is a named function, so a reader sees at once what a pod does when a key is absent.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -37,10 +37,9 @@ pub struct Settings {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ZkSettings {
-    /// `host:port[,host:port…]` (credentials kept when given as `user:pass@…`).
-    pub connect: String,
-    /// Chroot from a `zk://…/chroot` URL, e.g. `/mesos`; `None` writes at the root.
-    pub chroot: Option<String>,
+    /// Hosts, chroot and credentials, parsed and checked at load (the credentials redacted in
+    /// `Debug`, skipped by `Serialize`).
+    pub target: crate::ZkTarget,
     /// ≥ 10 s by default: shorter timeouts get declared expired by the client's reconnect backoff.
     pub session_timeout: Duration,
 }
@@ -173,10 +172,25 @@ pub struct ControlSettings {
     pub log_lines: usize,
 }
 
+/// TLS on the control port. The leader then talks HTTPS to its peers, trusting only
+/// [`Tls::roots`]; peers are reached by IP, so their certificates need no IP SANs (the chain is
+/// verified, not the name: see `ochopod_api::tls`). Every pod of a cluster must serve TLS.
+/// Paths are resolved against the declaration's folder.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Tls {
+    /// This pod's certificate chain (PEM, leaf first).
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The CA (PEM) that signs the peers' control certificates. Without it the pod trusts its own
+    /// `cert`: the usual small-cluster setup where every pod shares one self-signed certificate.
+    pub ca: Option<PathBuf>,
+}
+
+impl Tls {
+    /// The PEM file whose certificates are the only roots trusted for peers.
+    pub fn roots(&self) -> &Path {
+        self.ca.as_deref().unwrap_or(&self.cert)
+    }
 }
 
 /// A secret string whose `Debug` does not print it.

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::duration::{format_duration, Dur};
-use crate::env::{parse_zk, Overrides};
+use crate::env::Overrides;
 use crate::error::{suggest, ConfigError};
 use crate::locate::{locate, FieldPath};
 use crate::raw::*;
 use crate::settings::*;
+use crate::zk::ZkTarget;
 use crate::Env;
 
 /// Where errors point: the file name as given, and its text for [`locate`].
@@ -91,8 +92,10 @@ pub(crate) fn validate(source: &Path, text: &str, raw: RawPod, env: &Env) -> Res
 
     let zk = {
         let target = match ov.zk {
-            Some(z) => parse_zk(&z.value).map_err(|m| ConfigError::env(z.var, "zk", m))?,
-            None => parse_zk(raw.zk.as_deref().unwrap_or(defaults::ZK)).map_err(|m| ctx.err(&root.key("zk"), m))?,
+            Some(z) => ZkTarget::parse(&z.value).map_err(|m| ConfigError::env(z.var, "zk", m))?,
+            None => {
+                ZkTarget::parse(raw.zk.as_deref().unwrap_or(defaults::ZK)).map_err(|m| ctx.err(&root.key("zk"), m))?
+            }
         };
         let session_timeout = raw.zk_session_timeout.map_or_else(defaults::session_timeout, |d| d.0);
         if session_timeout < defaults::min_session_timeout() {
@@ -105,7 +108,7 @@ pub(crate) fn validate(source: &Path, text: &str, raw: RawPod, env: &Env) -> Res
                 ),
             ));
         }
-        ZkSettings { connect: target.connect, chroot: target.chroot, session_timeout }
+        ZkSettings { target, session_timeout }
     };
 
     let binding = if ov.local {
@@ -355,6 +358,51 @@ fn hooks(ctx: &Ctx, raw: RawHooks) -> Result<Hooks> {
     })
 }
 
+/// `control.tls`: each file must be readable and hold what its field names, so a wrong path stops
+/// the pod here rather than when it serves (`cert`, `key`) or at its first round as leader (`ca`).
+/// Relative paths are read from the YAML file's folder, like `token_file`.
+fn tls(ctx: &Ctx, at: &FieldPath, raw: RawTls) -> Result<Tls> {
+    let cert = raw.cert.ok_or_else(|| ctx.err(&at.key("cert"), "is required: expected the certificate file (PEM)"))?;
+    let key = raw.key.ok_or_else(|| ctx.err(&at.key("key"), "is required: expected the private key file (PEM)"))?;
+    Ok(Tls {
+        cert: pem_file(ctx, &at.key("cert"), cert, Pem::Certificates)?,
+        key: pem_file(ctx, &at.key("key"), key, Pem::PrivateKey)?,
+        ca: raw.ca.map(|ca| pem_file(ctx, &at.key("ca"), ca, Pem::Certificates)).transpose()?,
+    })
+}
+
+enum Pem {
+    Certificates,
+    PrivateKey,
+}
+
+/// The full path of a PEM file that parses as `kind`. Errors never quote the file's content.
+fn pem_file(ctx: &Ctx, at: &FieldPath, file: PathBuf, kind: Pem) -> Result<PathBuf> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let full = if file.is_relative() { ctx.dir.join(&file) } else { file };
+    let bytes = std::fs::read(&full).map_err(|e| ctx.err(at, format!("cannot read {}: {e}", full.display())))?;
+    let problem = match kind {
+        Pem::Certificates => match CertificateDer::pem_slice_iter(&bytes).collect::<std::result::Result<Vec<_>, _>>() {
+            Ok(certs) if certs.is_empty() => Some("no certificate in it (expected `BEGIN CERTIFICATE`)".to_string()),
+            Ok(_) => None,
+            Err(e) => Some(format!("not a PEM certificate file: {e}")),
+        },
+        Pem::PrivateKey => match PrivateKeyDer::from_pem_slice(&bytes) {
+            Ok(_) => None,
+            Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+                Some("no private key in it (expected `BEGIN PRIVATE KEY`, `BEGIN RSA PRIVATE KEY` or `BEGIN EC PRIVATE KEY`)".to_string())
+            }
+            Err(e) => Some(format!("not a PEM private key file: {e}")),
+        },
+    };
+    match problem {
+        Some(p) => Err(ctx.err(at, format!("{}: {p}", full.display()))),
+        None => Ok(full),
+    }
+}
+
 fn control(ctx: &Ctx, raw: RawControl) -> Result<ControlSettings> {
     let path = FieldPath::root().key("control");
     let (token, token_source) = match (raw.token_file, raw.token_env) {
@@ -386,17 +434,7 @@ fn control(ctx: &Ctx, raw: RawControl) -> Result<ControlSettings> {
     if protect_reads && token.is_none() {
         return Err(ctx.err(&path.key("protect_reads"), "needs a token: set `token_file` or `token_env`"));
     }
-    let tls = match raw.tls {
-        None => None,
-        Some(t) => {
-            let at = path.key("tls");
-            let cert =
-                t.cert.ok_or_else(|| ctx.err(&at.key("cert"), "is required: expected the certificate file (PEM)"))?;
-            let key =
-                t.key.ok_or_else(|| ctx.err(&at.key("key"), "is required: expected the private key file (PEM)"))?;
-            Some(Tls { cert, key })
-        }
-    };
+    let tls = raw.tls.map(|t| tls(ctx, &path.key("tls"), t)).transpose()?;
     let body_limit = raw.body_limit.map_or(defaults::BODY_LIMIT, |s| s.0);
     if body_limit == 0 {
         return Err(ctx.err(&path.key("body_limit"), "expected a size greater than zero, e.g. `1MiB`"));

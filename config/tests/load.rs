@@ -32,7 +32,10 @@ fn minimal_declaration_gets_every_default() {
         cluster: "minimal".into(),
         namespace: defaults::NAMESPACE.into(),
         port: defaults::PORT,
-        zk: ZkSettings { connect: defaults::ZK.into(), chroot: None, session_timeout: defaults::session_timeout() },
+        zk: ZkSettings {
+            target: ZkTarget { hosts: defaults::ZK.into(), chroot: None, digest: None },
+            session_timeout: defaults::session_timeout(),
+        },
         binding: BindingKind::Auto,
         debug: false,
         ports: BTreeMap::from([(8080, 8080)]),
@@ -103,8 +106,8 @@ fn zookeeper_fixture_values() {
     let s = load(Path::new("fixtures/good/zookeeper.yaml"), &Env::new()).unwrap();
     assert_eq!((s.cluster.as_str(), s.namespace.as_str(), s.port), ("zookeeper", "demo", 8080));
     assert_eq!(s.ports, BTreeMap::from([(2181, 2181), (2888, 2888), (3888, 3888), (8080, 8080)]));
-    assert_eq!(s.zk.connect, "10.0.0.1:2181,10.0.0.2:2181");
-    assert_eq!(s.zk.chroot.as_deref(), Some("/ochopod"));
+    assert_eq!(s.zk.target.hosts, "10.0.0.1:2181,10.0.0.2:2181");
+    assert_eq!(s.zk.target.chroot.as_deref(), Some("/ochopod"));
     assert_eq!(s.zk.session_timeout, SECS(10));
     assert_eq!(s.binding, BindingKind::Local);
     assert!(s.model.sequential);
@@ -181,16 +184,15 @@ fn token_file_is_read_relative_to_the_yaml() {
 #[test]
 fn zk_precedence_env_upper_then_lower_then_yaml() {
     let yaml = "cluster: c\nzk: yaml:2181";
-    assert_eq!(parse(yaml, &Env::new()).unwrap().zk.connect, "yaml:2181");
+    assert_eq!(parse(yaml, &Env::new()).unwrap().zk.target.hosts, "yaml:2181");
     let s = parse(yaml, &env(&[("ochopod_zk", "zk://lower:2181")])).unwrap();
-    assert_eq!(s.zk.connect, "lower:2181");
+    assert_eq!(s.zk.target.hosts, "lower:2181");
     let s = parse(yaml, &env(&[("ochopod_zk", "zk://lower:2181"), ("OCHOPOD_ZK", "upper:2181/root")])).unwrap();
-    assert_eq!((s.zk.connect.as_str(), s.zk.chroot.as_deref()), ("upper:2181", Some("/root")));
+    assert_eq!((s.zk.target.hosts.as_str(), s.zk.target.chroot.as_deref()), ("upper:2181", Some("/root")));
     let s = parse(yaml, &env(&[("OCHOPOD_ZK", "zk://user:pass@10.0.0.1:2181,10.0.0.2:2181/mesos")])).unwrap();
-    assert_eq!(s.zk.connect, "user:pass@10.0.0.1:2181,10.0.0.2:2181");
-    assert_eq!(s.zk.chroot.as_deref(), Some("/mesos"));
-    let shown = to_display_yaml(&s);
-    assert!(shown.contains("user:***@10.0.0.1:2181") && !shown.contains("pass"), "{shown}");
+    assert_eq!(s.zk.target.hosts, "10.0.0.1:2181,10.0.0.2:2181");
+    assert_eq!(s.zk.target.chroot.as_deref(), Some("/mesos"));
+    assert_eq!(s.zk.target.digest, Some(Secret("user:pass".into())));
     assert_eq!(
         err(yaml, &env(&[("OCHOPOD_ZK", "zk://nohost")])),
         "env OCHOPOD_ZK: zk: expected `host:port[,host:port…]` or `zk://[user:pass@]host:port[,host:port…][/chroot]`; `nohost` has no port"
@@ -312,4 +314,66 @@ fn display_yaml_reads_like_the_declaration() {
     assert_eq!(v["files"][0]["mode"].as_str(), Some("0644"));
     assert_eq!(v["ports"][2888].as_u64(), Some(2888));
     assert_eq!(v["binding"].as_str(), Some("local"));
+}
+
+/// The ZooKeeper password of a declaration is in none of the places settings are shown: load
+/// errors, `Debug`, `Serialize`, `ochopod validate`'s YAML.
+#[test]
+fn zk_credentials_are_never_shown() {
+    let secret = "zk-s3cret-fixture";
+    let url = format!("zk://bob:{secret}@10.0.0.1:2181,10.0.0.2:2181/mesos");
+    for s in [
+        parse(&format!("cluster: c\nzk: {url}"), &Env::new()).unwrap(),
+        parse("cluster: c", &env(&[("OCHOPOD_ZK", &url)])).unwrap(),
+    ] {
+        assert_eq!(s.zk.target.digest, Some(Secret(format!("bob:{secret}"))));
+        assert!(!format!("{s:?}").contains(secret));
+        assert!(!serde_json::to_string(&s).unwrap().contains(secret));
+        let shown = to_display_yaml(&s);
+        assert!(!shown.contains(secret), "{shown}");
+        let v: serde_yaml::Value = serde_yaml::from_str(&shown).unwrap();
+        assert_eq!(v["zk"]["hosts"].as_str(), Some("10.0.0.1:2181,10.0.0.2:2181"));
+        assert_eq!(v["zk"]["chroot"].as_str(), Some("/mesos"));
+        assert_eq!(v["zk"]["auth"].as_str(), Some("digest (hidden)"));
+    }
+    for bad in [
+        format!("zk://bob:{secret}@10.0.0.1:0"),
+        format!("zk://bob:{secret}@"),
+        format!("bob{secret}@10.0.0.1:2181"),
+        format!("bob:{secret}@10.0.0.1:2181/a//b"),
+        format!("bob:{secret}/x@10.0.0.1:2181"),
+    ] {
+        let from_env = err("cluster: c", &env(&[("OCHOPOD_ZK", &bad)]));
+        let from_yaml = err(&format!("cluster: c\nzk: '{bad}'"), &Env::new());
+        for e in [from_env, from_yaml] {
+            assert!(!e.contains(secret), "{e}");
+        }
+    }
+}
+
+/// The bug this parser fixes: a string the config took and the session then refused forever.
+#[test]
+fn credentials_without_a_password_fail_at_load_naming_the_source() {
+    let expected = "expected `host:port[,host:port…]` or `zk://[user:pass@]host:port[,host:port…][/chroot]`; \
+                    the credentials before `@` must be `user:password` (digest scheme)";
+    assert_eq!(err("cluster: c", &env(&[("ochopod_zk", "nopass@h:2181")])), format!("env ochopod_zk: zk: {expected}"));
+    assert_eq!(err("cluster: c\nzk: nopass@h:2181", &Env::new()), format!("pod.yaml:2:5: zk: {expected}"));
+}
+
+#[test]
+fn every_duration_is_capped_at_a_day_naming_its_field() {
+    assert_eq!(
+        err("cluster: c\nmodel: { damper: 25h }", &Env::new()),
+        "pod.yaml:2:18: model.damper: expected at most 24h, got `25h`"
+    );
+    assert_eq!(
+        err("cluster: c\nprocess: { command: run, grace: 1000000000h }", &Env::new()),
+        "pod.yaml:2:33: process.grace: expected at most 24h, got `1000000000h`"
+    );
+    assert_eq!(
+        err("cluster: c\nhooks: { finalize: { command: x, timeout: 2d } }", &Env::new()),
+        "pod.yaml:2:43: hooks.finalize.timeout: expected at most 24h, got `2d`"
+    );
+    let s = parse("cluster: c\nzk_session_timeout: 24h\nmodel: { damper: 1d, grace: 24h }", &Env::new()).unwrap();
+    assert_eq!((s.model.damper, s.model.grace), (SECS(86_400), SECS(86_400)));
 }

@@ -197,31 +197,7 @@ impl Drop for Pod {
     }
 }
 
-/// `(pid, ppid)` of every process, from /proc/<pid>/stat.
-fn process_table() -> Vec<(u32, u32)> {
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The command name may hold spaces and parentheses: fields resume after the last ')'.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid))
-        })
-        .collect()
-}
-
-/// Every process whose ancestry leads to `root`.
+/// Every process whose ancestry leads to `root`, from /proc (parsed by `ochopod_proc::stat`).
 pub fn descendants(root: u32) -> Vec<u32> {
-    let table = process_table();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(table.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
-        i += 1;
-    }
-    found.remove(0);
-    found
+    ochopod_proc::stat::descendants(root as i32).into_iter().map(|p| p as u32).collect()
 }

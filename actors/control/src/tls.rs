@@ -54,7 +54,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
-        let tls = ochopod_config::Tls { cert: cert.clone(), key: key.clone() };
+        let tls = ochopod_config::Tls { cert: cert.clone(), key: key.clone(), ca: None };
         let e = server_config(&tls).unwrap_err().to_string();
         assert!(e.contains("cert.pem"), "{e}");
 

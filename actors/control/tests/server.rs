@@ -271,7 +271,7 @@ async fn read_until_contains(s: &mut TcpStream, got: &mut Vec<u8>, needle: &str)
 async fn tls_serves_the_api_with_a_self_signed_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let tls = ochopod_config::Tls { cert: dir.path().join("cert.pem"), key: dir.path().join("key.pem") };
+    let tls = ochopod_config::Tls { cert: dir.path().join("cert.pem"), key: dir.path().join("key.pem"), ca: None };
     std::fs::write(&tls.cert, ck.cert.pem()).unwrap();
     std::fs::write(&tls.key, ck.key_pair.serialize_pem()).unwrap();
     let (state, _script) = probe::state(Options { token: Some("tls-token"), ..Default::default() });

@@ -1,11 +1,12 @@
 //! The executor actor: drives the [`Machine`] with real processes, hooks and timers.
 //!
 //! Every message becomes an [`Input`]; every [`Action`] the machine returns is performed here.
-//! Rendering, writing files, spawning and signalling are quick and synchronous, so their results
-//! go straight back to the machine; hooks, sanity checks and child exits are futures spawned on
-//! the actor's context, and timers are delayed self-notifications. The mailbox is never blocked:
-//! a command's handler parks its reply channel and returns at once, and the reply is sent when
-//! the machine says the command completed.
+//! Rendering, spawning and signalling are quick and synchronous, so their results go straight
+//! back to the machine; writing the rendered files (a disk, maybe a slow or blocking one),
+//! hooks, sanity checks and child exits are futures spawned on the actor's context, and timers
+//! are delayed self-notifications. The mailbox is never blocked: a command's handler parks its
+//! reply channel and returns at once, and the reply is sent when the machine says the command
+//! completed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -16,11 +17,12 @@ use actix::prelude::*;
 use ochopod_config::{Hook, Settings};
 use ochopod_core::events::EventBus;
 use ochopod_core::ClusterView;
+use ochopod_proc::Shell;
 use tokio::sync::oneshot;
 
 use crate::machine::{Action, HookKind, Input, JobId, Machine, Policy};
-use crate::process::{run_sanity, run_shell, signal_group, spawn_child};
-use crate::render::{base_dir, ochopod_env, render, write_files, Rendered};
+use crate::process::{http_client, run_sanity, run_shell, signal_group, spawn_child};
+use crate::render::{base_dir, ochopod_env, pod_env, render, token_env, write_files, Rendered};
 use crate::{Command, GetStatus, Reply, Shutdown};
 
 pub struct Executor {
@@ -32,8 +34,13 @@ pub struct Executor {
     /// The shutdown requests waiting for the pod to be dead.
     shutdowns: HashMap<JobId, oneshot::Sender<()>>,
     next_id: JobId,
-    /// The pod's own environment, read once: the base of the child's and the template `env`.
+    /// The pod's own environment, read once, without the token variable: the base of the
+    /// child's, the hooks' and the template `env`.
     env: BTreeMap<String, String>,
+    /// The token variable, also removed from what hooks and checks inherit from ochopod itself.
+    hidden: Option<String>,
+    /// The client of HTTP sanity checks, built at the first one.
+    http: Option<Result<reqwest::Client, String>>,
     /// The last successful configuration: what a spawn starts.
     rendered: Option<Rendered>,
     /// `process.cwd` resolved against the declaration's folder.
@@ -42,7 +49,8 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(settings: Arc<Settings>, events: EventBus) -> Self {
-        let env = std::env::vars().collect();
+        // Not `std::env::vars()`: it panics on a variable that is not UTF-8.
+        let env = ochopod_config::process_env();
         Self::with_env(settings, events, env)
     }
 
@@ -50,6 +58,8 @@ impl Executor {
     pub fn with_env(settings: Arc<Settings>, events: EventBus, env: BTreeMap<String, String>) -> Self {
         let machine = Machine::new(Policy::from_settings(&settings), rand::random());
         let cwd = settings.process.as_ref().and_then(|p| p.cwd.as_ref()).map(|_| base_dir(&settings));
+        let env = pod_env(&settings, &env);
+        let hidden = token_env(&settings).map(str::to_string);
         Executor {
             settings,
             events,
@@ -58,9 +68,20 @@ impl Executor {
             shutdowns: HashMap::new(),
             next_id: 1,
             env,
+            hidden,
+            http: None,
             rendered: None,
             cwd,
         }
+    }
+
+    /// A hook or sanity command: the pod's environment plus `env`, never the token variable.
+    fn shell(&self, command: &str, timeout: std::time::Duration, env: BTreeMap<String, String>) -> Shell {
+        let mut shell = Shell::new(command, timeout).envs(env).cwd(self.cwd.clone());
+        if let Some(name) = &self.hidden {
+            shell = shell.env_remove(name.clone());
+        }
+        shell
     }
 
     fn hook(&self, hook: HookKind) -> Option<&Hook> {
@@ -116,9 +137,9 @@ impl Executor {
                 if let Some(pid) = self.machine.pid() {
                     env.insert("OCHOPOD_PID".into(), pid.to_string());
                 }
-                let cwd = self.cwd.clone();
+                let shell = self.shell(&h.command, h.timeout, env).stdin(stdin);
                 tracing::debug!(hook = hook.name(), "running hook");
-                let fut = async move { run_shell(&h.command, &stdin, &env, cwd.as_deref(), h.timeout).await };
+                let fut = async move { run_shell(&shell).await };
                 ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
                     if let Err(e) = &result {
                         tracing::warn!(hook = hook.name(), error = %e, "hook failed");
@@ -128,21 +149,35 @@ impl Executor {
                 None
             }
             Action::Configure { view } => {
-                let result = render(&self.settings, &view, &self.env)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| write_files(&r.files).map(|()| r));
-                let result = match result {
-                    Ok(r) => {
-                        tracing::info!(index = view.index, size = view.size, epoch = ?view.epoch, "configured");
-                        self.rendered = Some(r);
-                        Ok(())
-                    }
+                // Rendering is pure and quick; writing may block on the disk, so it goes to the
+                // blocking pool. The FIFO order holds: the machine waits for `Configured` before
+                // it runs anything else of this or any later command.
+                let rendered = match render(&self.settings, &view, &self.env) {
+                    Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(error = %e, "configuration failed");
-                        Err(e)
+                        return Some(Input::Configured { result: Err(e.to_string()) });
                     }
                 };
-                Some(Input::Configured { result })
+                if rendered.files.is_empty() {
+                    tracing::info!(index = view.index, size = view.size, epoch = ?view.epoch, "configured");
+                    self.rendered = Some(rendered);
+                    return Some(Input::Configured { result: Ok(()) });
+                }
+                let files = rendered.files.clone();
+                let write = tokio::task::spawn_blocking(move || write_files(&files));
+                ctx.spawn(write.into_actor(self).map(move |written, act, ctx| {
+                    let result = written.unwrap_or_else(|e| Err(format!("writing the files failed: {e}")));
+                    match &result {
+                        Ok(()) => {
+                            tracing::info!(index = view.index, size = view.size, epoch = ?view.epoch, "configured");
+                            act.rendered = Some(rendered);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "configuration failed"),
+                    }
+                    act.drive(ctx, Input::Configured { result });
+                }));
+                None
             }
             Action::Spawn { gen } => Some(self.spawn(ctx, gen)),
             Action::Signal { pgid, sig } => {
@@ -162,8 +197,9 @@ impl Executor {
                 };
                 let mut env = self.env.clone();
                 env.extend(ochopod_env(&self.settings, self.machine.last_view()));
-                let cwd = self.cwd.clone();
-                let fut = async move { run_sanity(&check, &env, cwd.as_deref(), sanity.timeout).await };
+                let shell = self.shell("", sanity.timeout, env);
+                let http = self.http.get_or_insert_with(http_client).clone();
+                let fut = async move { run_sanity(&check, &http, shell).await };
                 ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
                     act.drive(ctx, Input::SanityDone { gen, result });
                 }));

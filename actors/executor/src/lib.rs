@@ -12,8 +12,13 @@
 //! actions (reply, run a hook, render, spawn, signal the group, arm a timer). [`actor`] performs
 //! them with tokio processes and actix delayed self-messages; [`render`] turns the declaration and
 //! a cluster view into argv, environment and files (minijinja, strict undefined); [`process`] runs
-//! hooks and checks and spawns the child in its own process group; [`reaper`] reaps orphaned
-//! zombies as PID 1 or as a child subreaper without stealing tokio's children.
+//! hooks and checks and spawns the child in its own process group, on top of the shared
+//! `ochopod-proc` crate, whose [`reaper`] reaps orphaned zombies as PID 1 or as a child subreaper
+//! without stealing the exit status of the children we await.
+//!
+//! Secrets: the variable the control token was read from (`control.token_env`) is removed from
+//! everything the pod starts or renders: the child's environment, hooks, sanity commands and the
+//! templates' `env`.
 //!
 //! Failure policy: a process exiting 0 finalizes the pod, which then idles as dead (410 to every
 //! command, info and log still served). A failing process is restarted after a decorrelated-jitter
@@ -26,12 +31,13 @@
 pub mod actor;
 pub mod machine;
 pub mod process;
-pub mod reaper;
 pub mod render;
 #[cfg(test)]
 mod testing;
 
 pub use actor::Executor;
+/// Kept here for the callers that knew it as the executor's (the binary installs it).
+pub use ochopod_proc::reaper;
 
 use std::time::Duration;
 
@@ -47,8 +53,9 @@ use serde_json::Value;
 #[rtype(result = "Reply")]
 pub struct Command {
     pub task: Task,
-    /// The raw JSON body (`None` for an empty body). For check/on/off/ok/kill a leader payload
-    /// (`ochopod_core::ControlPayload`); for signal anything.
+    /// The raw JSON body (`None` for an empty body). For check/on/ok a leader payload
+    /// (`ochopod_core::ControlPayload`); off and kill only look at a payload's epoch and ignore
+    /// any other body; for signal anything.
     pub body: Option<Value>,
     pub timeout: Duration,
 }
@@ -64,7 +71,7 @@ pub enum Reply {
     Dead,
     /// 500: a hook (`configured`, `signaled`) failed.
     HookFailure(String),
-    /// 409: an `on` from an epoch older than the newest accepted.
+    /// 409: a command whose payload comes from an epoch older than the newest applied `on`.
     StaleEpoch { epoch: u64, newest: u64 },
     /// 400: the body is not what the task needs.
     BadRequest(String),
@@ -101,7 +108,7 @@ pub struct ExecutorStatus {
     pub metrics: Value,
     /// Sanity-check failures since the pod started.
     pub sanity_failures: u64,
-    /// The newest configuration epoch accepted.
+    /// The newest epoch of an applied configuration.
     pub epoch: Option<u64>,
     /// Configurations applied (`on` with a payload that rendered successfully).
     pub configurations: u64,

@@ -25,6 +25,7 @@ use ochopod_core::events::Event;
 use ochopod_core::{ClusterView, ControlPayload};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::{ExecutorStatus, Reply};
@@ -402,10 +403,6 @@ impl Machine {
         self.last_view.as_deref()
     }
 
-    pub fn is_dead(&self) -> bool {
-        self.proc == Proc::Dead
-    }
-
     /// The pid of the live child, if any (for signalling on the way out).
     pub fn pid(&self) -> Option<u32> {
         match self.proc {
@@ -569,9 +566,24 @@ impl Machine {
 
     fn payload(body: &Option<Value>) -> Result<Option<Box<ClusterView>>, Reply> {
         let Some(body) = body else { return Ok(None) };
-        let payload: ControlPayload = serde_json::from_value(body.clone())
+        let payload = ControlPayload::deserialize(body)
             .map_err(|e| Reply::BadRequest(format!("the body is not a cluster payload: {e}")))?;
         ClusterView::from_payload(&payload).map(|v| Some(Box::new(v))).map_err(|e| Reply::BadRequest(e.to_string()))
+    }
+
+    /// The epoch of a body that is a leader payload carrying one. Anything else (`{}` from an
+    /// old script, an original leader's payload) carries none.
+    fn epoch_of(body: &Option<Value>) -> Option<u64> {
+        ControlPayload::deserialize(body.as_ref()?).ok()?.epoch
+    }
+
+    /// Refuse a command from a leader older than the newest applied configuration: a deposed
+    /// leader must not stop, kill or reconfigure what its successor set up.
+    fn fence(&self, epoch: Option<u64>) -> Result<(), Reply> {
+        match (epoch, self.newest_epoch) {
+            (Some(epoch), Some(newest)) if epoch < newest => Err(Reply::StaleEpoch { epoch, newest }),
+            _ => Ok(()),
+        }
     }
 
     fn hook(hook: HookKind, view: Option<Box<ClusterView>>, fail: OnFail) -> Step {
@@ -593,23 +605,28 @@ impl Machine {
             }
             Origin::Command(task, body) => match task {
                 Task::Check => {
-                    let view = Self::payload(body)?.ok_or_else(|| {
-                        Reply::SoftFailure("check needs the cluster payload (pods, dependencies, key)".into())
-                    })?;
+                    // As the original: a check that cannot build the cluster is a soft failure, so
+                    // a leader simply retries the round.
+                    let view = match Self::payload(body) {
+                        Ok(Some(view)) => view,
+                        Ok(None) => {
+                            return Err(Reply::SoftFailure(
+                                "check needs the cluster payload (pods, dependencies, key)".into(),
+                            ))
+                        }
+                        Err(Reply::BadRequest(e)) => return Err(Reply::SoftFailure(e)),
+                        Err(other) => return Err(other),
+                    };
+                    self.fence(view.epoch)?;
                     if hooks.can_configure {
                         steps.push_back(Self::hook(HookKind::CanConfigure, Some(view), OnFail::Soft));
                     }
                 }
                 Task::On => match Self::payload(body)? {
                     Some(view) => {
-                        if let (Some(epoch), Some(newest)) = (view.epoch, self.newest_epoch) {
-                            if epoch < newest {
-                                return Err(Reply::StaleEpoch { epoch, newest });
-                            }
-                        }
-                        if view.epoch.is_some() {
-                            self.newest_epoch = view.epoch.max(self.newest_epoch);
-                        }
+                        // The epoch rises only once applied (see `on_configured`): a failed `on`
+                        // must not fence out the leader that will retry it.
+                        self.fence(view.epoch)?;
                         if !self.initialized {
                             if hooks.initialize {
                                 steps.push_back(Self::hook(
@@ -633,12 +650,15 @@ impl Machine {
                     }
                     None => steps.push_back(Step::Start { restart: false, manual: true }),
                 },
+                // Old scripts and curl send `{}` or anything: only a leader payload's epoch counts.
                 Task::Off => {
-                    Self::payload(body)?;
+                    self.fence(Self::epoch_of(body))?;
                     steps.push_back(Step::Stop);
                 }
                 Task::Ok => {
-                    let view = Self::payload(body)?.or_else(|| self.last_view.clone());
+                    let view = Self::payload(body)?;
+                    self.fence(view.as_ref().and_then(|v| v.epoch))?;
+                    let view = view.or_else(|| self.last_view.clone());
                     if hooks.configured {
                         let view = view.ok_or_else(|| {
                             Reply::HookFailure("ok received out of context: this pod was never configured".into())
@@ -647,7 +667,7 @@ impl Machine {
                     }
                 }
                 Task::Kill => {
-                    Self::payload(body)?;
+                    self.fence(Self::epoch_of(body))?;
                     steps.extend([
                         Step::Stop,
                         Self::hook(HookKind::Finalize, self.last_view.clone(), OnFail::Log),
@@ -831,6 +851,9 @@ impl Machine {
             Ok(()) => {
                 self.configured = true;
                 self.configurations += 1;
+                if view.epoch.is_some() {
+                    self.newest_epoch = view.epoch.max(self.newest_epoch);
+                }
                 self.last_dependencies = Some(view.dependencies.clone());
                 out.push(Action::Publish(Event::Configured { epoch: view.epoch, index: view.index, size: view.size }));
                 self.last_view = Some(view);
@@ -1076,18 +1099,81 @@ mod tests {
     }
 
     #[test]
-    fn check_without_a_body_is_a_soft_failure_and_a_bad_body_a_bad_request() {
+    fn check_without_a_usable_body_is_a_soft_failure_and_on_with_one_a_bad_request() {
         let mut t = T::new(policy());
         let (id, a) = t.send(Task::Check, None);
         assert!(matches!(reply_of(&a, id), Some(Reply::SoftFailure(_))));
         let (id, a) = t.send(Task::Check, Some(json!({"pods": 3})));
-        assert!(matches!(reply_of(&a, id), Some(Reply::BadRequest(m)) if m.contains("invalid type")), "{a:?}");
+        assert!(matches!(reply_of(&a, id), Some(Reply::SoftFailure(m)) if m.contains("invalid type")), "{a:?}");
+        let (id, a) = t.send(Task::Check, Some(json!({})));
+        assert!(matches!(reply_of(&a, id), Some(Reply::SoftFailure(_))), "{a:?}");
         let mut p = payload(None);
         p["key"] = json!("nope");
         let (id, a) = t.send(Task::On, Some(p));
         assert!(matches!(reply_of(&a, id), Some(Reply::BadRequest(m)) if m.contains("nope")));
+        let (id, a) = t.send(Task::On, Some(json!({})));
+        assert!(matches!(reply_of(&a, id), Some(Reply::BadRequest(_))), "{a:?}");
         let (id, a) = t.send(Task::Check, Some(payload(None)));
         assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+    }
+
+    #[test]
+    fn off_and_kill_ignore_a_body_that_is_not_a_leader_payload() {
+        let mut t = T::new(policy());
+        let gen = t.configure_and_run(10);
+        // What old scripts and `curl -d '{}'` send.
+        let (id, a) = t.send(Task::Off, Some(json!({})));
+        assert!(a.contains(&Action::Signal { pgid: 10, sig: Sig::Term }), "{a:?}");
+        let a = t.input(Input::Exited { gen, code: None, signal: Some(15) });
+        assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+        let (id, a) = t.send(Task::Off, Some(json!(["not", "an", "object"])));
+        assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+        let (id, a) = t.send(Task::Kill, Some(json!({"pods": "junk"})));
+        assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+        assert_eq!(t.state(), "dead");
+    }
+
+    #[test]
+    fn every_task_from_a_stale_epoch_gets_409_and_changes_nothing() {
+        let mut p = policy();
+        p.hooks.can_configure = true;
+        p.hooks.configured = true;
+        let mut t = T::new(p);
+        t.configure_and_run(10);
+        let (id, _) = t.send(Task::On, Some(payload(Some(5))));
+        let a = t.input(Input::Configured { result: Ok(()) });
+        assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+        let before = t.m.status(t.now);
+        for task in [Task::Check, Task::On, Task::Off, Task::Ok, Task::Kill] {
+            let (id, a) = t.send(task, Some(payload(Some(3))));
+            assert_eq!(a, vec![Action::Reply { id, reply: Reply::StaleEpoch { epoch: 3, newest: 5 } }], "{task}");
+        }
+        // The epoch alone is enough to fence off and kill.
+        let (id, a) = t.send(Task::Kill, Some(json!({"epoch": 4})));
+        assert_eq!(a, vec![Action::Reply { id, reply: Reply::StaleEpoch { epoch: 4, newest: 5 } }]);
+        assert_eq!(t.m.status(t.now), before);
+        // The current epoch is not stale.
+        let (_, a) = t.send(Task::Off, Some(payload(Some(5))));
+        assert!(a.contains(&Action::Signal { pgid: 10, sig: Sig::Term }), "{a:?}");
+    }
+
+    #[test]
+    fn the_epoch_rises_only_once_an_on_is_applied() {
+        let mut t = T::new(policy());
+        let (id, a) = t.send(Task::On, Some(payload(Some(5))));
+        assert!(a.iter().any(|a| matches!(a, Action::Configure { .. })), "{a:?}");
+        assert_eq!(t.m.status(t.now).epoch, None, "raised when planned");
+        let a = t.input(Input::Configured { result: Err("cannot write".into()) });
+        assert!(matches!(reply_of(&a, id), Some(Reply::SoftFailure(_))));
+        assert_eq!(t.m.status(t.now).epoch, None, "raised by a failed on");
+        let (id, a) = t.send(Task::On, Some(payload(Some(3))));
+        assert!(a.iter().any(|a| matches!(a, Action::Configure { .. })), "an older epoch is fine: {a:?}");
+        t.input(Input::Configured { result: Ok(()) });
+        assert_eq!(t.m.status(t.now).epoch, Some(3));
+        let a = t.input(Input::Spawned { gen: 1, pid: 10 });
+        assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+        let (id, a) = t.send(Task::Check, Some(payload(Some(2))));
+        assert_eq!(reply_of(&a, id), Some(Reply::StaleEpoch { epoch: 2, newest: 3 }));
     }
 
     #[test]

@@ -1,21 +1,20 @@
-//! The I/O the actor performs for the machine: hooks and sanity commands through `sh -c`, HTTP
-//! and TCP sanity checks, spawning the supervised child in its own process group, and signalling
-//! that group.
+//! The I/O the actor performs for the machine: hooks and sanity commands through `sh -c` (the
+//! shared runner of `ochopod-proc`), HTTP and TCP sanity checks, spawning the supervised child in
+//! its own process group, and signalling that group.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use ochopod_config::SanityCheck;
+use ochopod_proc::lines::{for_each_line, MAX_LINE};
+use ochopod_proc::{reaper, Shell};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 
 use crate::machine::Sig;
-use crate::reaper;
 
 /// How much of a failing command's stderr goes into its error (the end is where the reason is).
 const TAIL: usize = 400;
@@ -29,61 +28,18 @@ fn tail(bytes: &[u8]) -> String {
     }
 }
 
-/// Run `sh -c command` with `stdin` and `env` (added to the pod's own) in its own process group,
-/// bounded by `timeout`. `Ok(stdout)` on exit 0, else what went wrong with the end of stderr.
-pub async fn run_shell(
-    command: &str,
-    stdin: &str,
-    env: &BTreeMap<String, String>,
-    cwd: Option<&Path>,
-    timeout: Duration,
-) -> Result<String, String> {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    let (mut child, owned) = reaper::spawn(&mut cmd).map_err(|e| format!("cannot run sh: {e}"))?;
-    let pid = child.id();
-    let input = child.stdin.take();
-    let bytes = stdin.as_bytes().to_vec();
-    let feed = async move {
-        if let Some(mut input) = input {
-            // A command that does not read its stdin is fine: ignore the broken pipe.
-            let _ = input.write_all(&bytes).await;
-        }
-    };
-    let run = async {
-        let (_, output) = tokio::join!(feed, child.wait_with_output());
-        output
-    };
-    let result = match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(out)) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(Ok(out)) => {
-            let how = match out.status.code() {
-                Some(c) => format!("exit code {c}"),
-                None => format!("killed by {:?}", std::os::unix::process::ExitStatusExt::signal(&out.status)),
-            };
+/// Run a hook or a sanity command (see [`Shell`]: own process group, group killed on timeout).
+/// `Ok(stdout)` on exit 0, else what went wrong with the end of stderr.
+pub async fn run_shell(shell: &Shell) -> Result<String, String> {
+    match shell.run().await {
+        Ok(out) if out.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => {
             let err = tail(&out.stderr);
+            let how = out.describe_status();
             Err(if err.is_empty() { how } else { format!("{how}: {err}") })
         }
-        Ok(Err(e)) => Err(format!("cannot wait for sh: {e}")),
-        Err(_) => {
-            if let Some(pid) = pid {
-                signal_group(pid, Sig::Kill);
-            }
-            Err(format!("timed out after {timeout:?}"))
-        }
-    };
-    drop(owned);
-    result
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// A JSON object printed or served by a check becomes the pod's metrics.
@@ -94,21 +50,27 @@ fn metrics(text: &str) -> Option<Value> {
     }
 }
 
+/// The client HTTP checks share: one per executor, so checks reuse their connection instead of
+/// opening one (and building a client, with its pool and resolver) every period.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder().no_proxy().build().map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+/// Run a sanity check. `shell` carries the environment, folder and timeout; a command check
+/// runs as it, with its command.
 pub async fn run_sanity(
     check: &SanityCheck,
-    env: &BTreeMap<String, String>,
-    cwd: Option<&Path>,
-    timeout: Duration,
+    http: &Result<reqwest::Client, String>,
+    shell: Shell,
 ) -> Result<Option<Value>, String> {
+    let timeout = shell.timeout;
     match check {
-        SanityCheck::Command(command) => run_shell(command, "", env, cwd, timeout).await.map(|out| metrics(&out)),
+        SanityCheck::Command(command) => {
+            run_shell(&Shell { command: command.clone(), ..shell }).await.map(|out| metrics(&out))
+        }
         SanityCheck::Http(url) => {
-            let client = reqwest::Client::builder()
-                .no_proxy()
-                .timeout(timeout)
-                .build()
-                .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-            let resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+            let client = http.as_ref().map_err(Clone::clone)?;
+            let resp = client.get(url).timeout(timeout).send().await.map_err(|e| format!("GET {url}: {e}"))?;
             let status = resp.status();
             if !status.is_success() {
                 return Err(format!("GET {url}: {status}"));
@@ -155,11 +117,10 @@ pub fn spawn_child(
     Ok((child, owned))
 }
 
+/// Log the child's output until EOF, whatever it is: a reader that gave up (on bytes that are
+/// not UTF-8, say) would leave the pipe full and the child blocked in its next write.
 async fn forward<R: tokio::io::AsyncBufRead + Unpin>(reader: R, pid: u32, stream: &'static str) {
-    let mut lines = reader.lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "child", pid, stream, "{line}");
-    }
+    for_each_line(reader, MAX_LINE, |line| tracing::info!(target: "child", pid, stream, "{line}")).await;
 }
 
 /// Signal the process group led by `pgid`. A group that is already gone is not an error.
@@ -168,22 +129,28 @@ pub fn signal_group(pgid: u32, sig: Sig) {
         Sig::Term => Signal::SIGTERM,
         Sig::Kill => Signal::SIGKILL,
     };
-    match killpg(Pid::from_raw(pgid as i32), signal) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-        Err(e) => tracing::warn!(pgid, ?signal, error = %e, "cannot signal the process group"),
-    }
+    ochopod_proc::signal_group(pgid, signal);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn shell(command: &str, timeout: Duration) -> Shell {
+        Shell::new(command, timeout)
+    }
 
     #[tokio::test]
     async fn a_hook_gets_stdin_and_env_and_fails_with_its_stderr() {
-        let env = BTreeMap::from([("OCHOPOD_INDEX".to_string(), "3".to_string())]);
-        let out = run_shell("cat; echo \" $OCHOPOD_INDEX\"", "{\"a\":1}", &env, None, Duration::from_secs(5)).await;
+        let out = run_shell(
+            &shell("cat; echo \" $OCHOPOD_INDEX\"", Duration::from_secs(5))
+                .stdin("{\"a\":1}")
+                .envs([("OCHOPOD_INDEX", "3")]),
+        )
+        .await;
         assert_eq!(out.unwrap(), "{\"a\":1} 3\n");
-        let err = run_shell("echo nope >&2; exit 4", "", &env, None, Duration::from_secs(5)).await.unwrap_err();
+        let err = run_shell(&shell("echo nope >&2; exit 4", Duration::from_secs(5))).await.unwrap_err();
         assert_eq!(err, "exit code 4: nope");
     }
 
@@ -193,7 +160,7 @@ mod tests {
         let marker = dir.path().join("m");
         let cmd = format!("(sleep 1; touch {}) & sleep 5", marker.display());
         let started = std::time::Instant::now();
-        let err = run_shell(&cmd, "", &BTreeMap::new(), None, Duration::from_millis(200)).await.unwrap_err();
+        let err = run_shell(&shell(&cmd, Duration::from_millis(200))).await.unwrap_err();
         assert!(err.contains("timed out"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(2));
         tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -202,18 +169,15 @@ mod tests {
 
     #[tokio::test]
     async fn tcp_and_command_checks() {
+        let http = http_client();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let ok = run_sanity(&SanityCheck::Tcp(addr), &BTreeMap::new(), None, Duration::from_secs(1)).await;
+        let ok = run_sanity(&SanityCheck::Tcp(addr), &http, shell("", Duration::from_secs(1))).await;
         assert_eq!(ok, Ok(None));
         drop(listener);
-        let m = run_sanity(
-            &SanityCheck::Command("echo '{\"load\": 2}'".into()),
-            &BTreeMap::new(),
-            None,
-            Duration::from_secs(5),
-        )
-        .await;
+        let m =
+            run_sanity(&SanityCheck::Command("echo '{\"load\": 2}'".into()), &http, shell("", Duration::from_secs(5)))
+                .await;
         assert_eq!(m, Ok(Some(serde_json::json!({"load": 2}))));
     }
 }

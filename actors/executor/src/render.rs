@@ -55,6 +55,21 @@ pub fn ochopod_env(settings: &Settings, view: Option<&ClusterView>) -> BTreeMap<
     env
 }
 
+/// The variable the control token was read from (`control.token_env`), which nothing the pod
+/// starts or renders may see. `token_source` reads `env NAME` for it.
+pub fn token_env(settings: &Settings) -> Option<&str> {
+    settings.control.token_source.as_deref()?.strip_prefix("env ")
+}
+
+/// The pod's environment as its processes and templates may see it: without the token variable.
+pub fn pod_env(settings: &Settings, env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut env = env.clone();
+    if let Some(name) = token_env(settings) {
+        env.remove(name);
+    }
+    env
+}
+
 /// Where relative paths (files, `cwd`) are anchored: `process.cwd` if set, else the folder of
 /// the declaration.
 pub fn base_dir(settings: &Settings) -> PathBuf {
@@ -119,12 +134,14 @@ fn renderer<'a>(settings: &'a Settings, view: &ClusterView, env: &BTreeMap<Strin
 }
 
 /// Render everything a configuration needs. `env` is the pod's own environment (the template's
-/// `env` and the base of the child's environment).
+/// `env` and the base of the child's environment), minus the token variable (see [`pod_env`]),
+/// which the child does not get even when `process.env` names it.
 pub fn render(
     settings: &Settings,
     view: &ClusterView,
     env: &BTreeMap<String, String>,
 ) -> Result<Rendered, RenderError> {
+    let env = &pod_env(settings, env);
     let r = renderer(settings, view, env);
     let base = base_dir(settings);
     let mut files = Vec::with_capacity(settings.files.len());
@@ -161,6 +178,9 @@ pub fn render(
         };
     }
     child_env.extend(ochopod_env(settings, Some(view)));
+    if let Some(name) = token_env(settings) {
+        child_env.remove(name);
+    }
     Ok(Rendered { argv, env: child_env, files, sanity })
 }
 
@@ -262,6 +282,28 @@ mod tests {
         });
         let r = render(&s, &view(), &BTreeMap::new()).unwrap();
         assert_eq!(r.sanity, Some(SanityCheck::Tcp("10.0.0.2:8080".into())));
+    }
+
+    #[test]
+    fn the_token_variable_is_neither_in_the_template_env_nor_in_the_childs() {
+        let mut s = settings(Some("probe"));
+        s.control.token_source = Some("env POD_TOKEN".into());
+        s.process.as_mut().unwrap().env.insert("POD_TOKEN".into(), "declared".into());
+        s.files.push(ochopod_config::FileTemplate {
+            path: "/tmp/x".into(),
+            template: "{{ env.POD_TOKEN | default('hidden') }} {{ env.OTHER }}".into(),
+            mode: None,
+        });
+        let env = BTreeMap::from([("POD_TOKEN".to_string(), "s3cret".to_string()), ("OTHER".into(), "o".into())]);
+        let r = render(&s, &view(), &env).unwrap();
+        assert_eq!(r.files[0].1, "hidden o");
+        assert_eq!(r.env.get("POD_TOKEN"), None);
+        assert_eq!(r.env["OTHER"], "o");
+        assert_eq!(pod_env(&s, &env).get("POD_TOKEN"), None);
+        // A token from a file hides nothing.
+        s.control.token_source = Some("file /run/secrets/token".into());
+        assert_eq!(token_env(&s), None);
+        assert_eq!(render(&s, &view(), &env).unwrap().env["POD_TOKEN"], "declared");
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub fn settings(command: Option<&str>) -> Settings {
         cluster: "web".into(),
         namespace: "test".into(),
         port: 8080,
-        zk: ZkSettings { connect: "127.0.0.1:2181".into(), chroot: None, session_timeout: Duration::from_secs(15) },
+        zk: ZkSettings { target: ZkTarget::parse("127.0.0.1:2181").unwrap(), session_timeout: Duration::from_secs(15) },
         binding: BindingKind::Local,
         debug: false,
         ports: BTreeMap::from([(8080, 8080)]),

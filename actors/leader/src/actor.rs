@@ -341,9 +341,9 @@ impl Leader {
             ("OCHOPOD_EPOCH".to_string(), lead.epoch.to_string()),
             ("OCHOPOD_LEADER".to_string(), "true".to_string()),
         ];
-        let (addr, token) = (ctx.address(), self.token);
+        let (addr, token, hidden) = (ctx.address(), self.token, probe::token_env(&self.settings));
         self.spawn(async move {
-            let status = probe::run(&probe.command, probe.timeout, stdin, env).await;
+            let status = probe::run(&probe.command, probe.timeout, stdin, env, hidden).await;
             addr.do_send(ProbeDone { token, status });
         });
     }

@@ -4,46 +4,50 @@
 //! It gets the last configured cluster view as JSON on stdin and `OCHOPOD_*` variables. Exit 0:
 //! the status is its stdout, kept to one line. Otherwise the status starts with `* ` (the
 //! original's mark for a problem) followed by the tail of stderr (or stdout).
+//!
+//! It runs through the shared runner of `ochopod-proc`: in its own process group, killed whole
+//! when it outlives its timeout (a probe script's `curl` does not linger), registered with the
+//! orphan reaper so its exit status is never taken from us, and without the variable holding
+//! the control token.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use ochopod_config::Settings;
+use ochopod_proc::{Shell, ShellError};
 
 /// The longest status we keep: it is shown by `/info` on one line.
 const MAX_STATUS: usize = 200;
 
+/// The variable the control token was read from (`control.token_env`), which the probe must not
+/// see, from the settings' `control.token_source` (`env NAME` or `file PATH`).
+pub fn token_env(settings: &Settings) -> Option<String> {
+    token_variable(settings.control.token_source.as_deref())
+}
+
+fn token_variable(token_source: Option<&str>) -> Option<String> {
+    token_source?.strip_prefix("env ").map(str::to_string)
+}
+
 /// Runs the probe and returns the status line. Never fails: a probe that cannot even start is a
-/// status too.
-pub async fn run(command: &str, timeout: Duration, stdin_json: String, env: Vec<(String, String)>) -> String {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A probe that outlives its timeout must not linger.
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return format!("* probe could not start: {e}"),
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        // A probe that does not read stdin closes it early: that is not an error.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(stdin_json.as_bytes()).await;
-        });
+/// status too. `hidden` names a variable of ochopod's environment the probe must not inherit.
+pub async fn run(
+    command: &str,
+    timeout: Duration,
+    stdin_json: String,
+    env: Vec<(String, String)>,
+    hidden: Option<String>,
+) -> String {
+    let mut shell = Shell::new(command, timeout).stdin(stdin_json).envs(env);
+    if let Some(name) = hidden {
+        shell = shell.env_remove(name);
     }
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Err(_) => "* probe timed out".to_string(),
-        Ok(Err(e)) => format!("* probe failed: {e}"),
-        Ok(Ok(out)) => status_from(
-            out.status.success(),
-            &String::from_utf8_lossy(&out.stdout),
-            &String::from_utf8_lossy(&out.stderr),
-        ),
+    match shell.run().await {
+        Err(ShellError::TimedOut(_)) => "* probe timed out".to_string(),
+        Err(ShellError::Spawn(e)) => format!("* probe could not start: {e}"),
+        Err(ShellError::Wait(e)) => format!("* probe failed: {e}"),
+        Ok(out) => {
+            status_from(out.success(), &String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr))
+        }
     }
 }
 
@@ -93,11 +97,48 @@ mod tests {
     async fn a_real_probe_reads_stdin_and_env() {
         let env = vec![("OCHOPOD_CLUSTER".to_string(), "zk".to_string())];
         let s =
-            run("read line; echo \"$OCHOPOD_CLUSTER $line\"", Duration::from_secs(5), "{\"a\":1}\n".into(), env).await;
+            run("read line; echo \"$OCHOPOD_CLUSTER $line\"", Duration::from_secs(5), "{\"a\":1}\n".into(), env, None)
+                .await;
         assert_eq!(s, "zk {\"a\":1}");
-        let s = run("echo bad >&2; exit 3", Duration::from_secs(5), String::new(), vec![]).await;
+        let s = run("echo bad >&2; exit 3", Duration::from_secs(5), String::new(), vec![], None).await;
         assert_eq!(s, "* bad");
-        let s = run("sleep 5", Duration::from_millis(100), String::new(), vec![]).await;
+        let s = run("sleep 5", Duration::from_millis(100), String::new(), vec![], None).await;
         assert_eq!(s, "* probe timed out");
+    }
+
+    #[tokio::test]
+    async fn a_probe_that_times_out_is_killed_with_everything_it_started() {
+        let pidfile = std::env::temp_dir().join(format!("ochopod-probe-timeout-{}", std::process::id()));
+        let command = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let s = run(&command, Duration::from_millis(300), String::new(), vec![], None).await;
+        assert_eq!(s, "* probe timed out");
+        let job: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let _ = std::fs::remove_file(&pidfile);
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while ochopod_proc::stat::alive(job) {
+            if std::time::Instant::now() > deadline {
+                let _ = std::process::Command::new("kill").arg("-9").arg(job.to_string()).status();
+                panic!("the probe's background job {job} outlived the probe's timeout");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_probe_does_not_see_the_token_variable() {
+        // CARGO_MANIFEST_DIR stands for the token variable: cargo sets it in this test's own
+        // environment, which the probe inherits.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let hidden = token_variable(Some("env CARGO_MANIFEST_DIR"));
+        assert_eq!(hidden.as_deref(), Some("CARGO_MANIFEST_DIR"));
+        assert_eq!(token_variable(Some("file /run/token")), None);
+        assert_eq!(token_variable(None), None);
+        let command = "echo \"${CARGO_MANIFEST_DIR:-hidden} ${OCHOPOD_CLUSTER}\"";
+        let env = vec![("OCHOPOD_CLUSTER".to_string(), "zk".to_string())];
+        let s = run(command, Duration::from_secs(5), String::new(), env.clone(), hidden).await;
+        assert_eq!(s, "hidden zk");
+        // Without hiding it, the probe inherits it: the test can tell.
+        let s = run(command, Duration::from_secs(5), String::new(), env, None).await;
+        assert_ne!(s, "hidden zk");
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::{join_all, select_all};
+use futures::future::select_all;
 use futures::FutureExt;
 use ochopod_core::deps::Dependency;
 use ochopod_core::paths::{self, ROOT};
@@ -38,6 +38,19 @@ pub enum ZkError {
     Failed { op: &'static str, path: String, source: zookeeper_client::Error },
     #[error("our lock node {0} is gone or not ours any more: no longer leader")]
     Fenced(String),
+    /// What the shared plumbing reports beyond a call's failure or timeout.
+    #[error(transparent)]
+    Shared(ochopod_zk::ZkError),
+}
+
+impl From<ochopod_zk::ZkError> for ZkError {
+    fn from(e: ochopod_zk::ZkError) -> Self {
+        match e {
+            ochopod_zk::ZkError::Timeout { op, path, .. } => ZkError::Timeout { op, path },
+            ochopod_zk::ZkError::Failed { op, path, source } => ZkError::Failed { op, path, source },
+            other => ZkError::Shared(other),
+        }
+    }
 }
 
 impl ZkError {
@@ -46,16 +59,13 @@ impl ZkError {
     }
 }
 
+/// One request bounded by [`OP_TIMEOUT`] (`ochopod_zk::timed`), in this module's error.
 async fn zk<T>(
     op: &'static str,
     path: &str,
     request: impl Future<Output = Result<T, zookeeper_client::Error>>,
 ) -> Result<T, ZkError> {
-    match tokio::time::timeout(OP_TIMEOUT, request).await {
-        Err(_) => Err(ZkError::Timeout { op, path: path.to_string() }),
-        Ok(Err(source)) => Err(ZkError::Failed { op, path: path.to_string(), source }),
-        Ok(Ok(v)) => Ok(v),
-    }
+    Ok(ochopod_zk::timed(op, path, OP_TIMEOUT, request).await?)
 }
 
 fn persistent() -> CreateOptions<'static> {
@@ -255,31 +265,19 @@ pub fn parse_pods(data: &[u8]) -> Pods {
     map.into_iter().filter_map(|(k, v)| serde_json::from_value::<Registration>(v).ok().map(|r| (k, r))).collect()
 }
 
-/// Every registration under `pods/`, keyed by uuid. A node that vanished between the list and
-/// the read, or whose data is not (yet) a registration, is skipped: never a reason to fail
-/// (the original dropped leadership on either).
+/// Every registration under `pods/`, keyed by uuid (`ochopod_zk::scan_pods`). A node that
+/// vanished between the list and the read, or whose data is not (yet) a registration, is skipped:
+/// never a reason to fail (the original dropped leadership on either). A read that failed
+/// otherwise fails the scan, which is retried: a round must not leave out a live pod.
 pub async fn scan_pods(client: &Client, pods_dir: &str) -> Result<Pods, ZkError> {
-    let mut children = zk("list", pods_dir, client.list_children(pods_dir)).await?;
-    // When a pod re-registered and both nodes exist for a moment, the newest wins.
-    children.sort_by_key(|c| paths::sequence_of(c).unwrap_or(0));
-    let reads = children.iter().map(|name| {
-        let path = format!("{pods_dir}/{name}");
-        async move { (name, zk("get", &path, client.get_data(&path)).await) }
-    });
-    let mut pods = Pods::new();
-    for (name, read) in join_all(reads).await {
-        match read {
-            Ok((data, _)) => match serde_json::from_slice::<Registration>(&data) {
-                Ok(reg) => {
-                    pods.insert(paths::pod_key(name).to_string(), reg);
-                }
-                Err(e) => tracing::debug!(pod = %name, error = %e, "skipping a registration that is not JSON (yet)"),
-            },
-            Err(e) if e.is_no_node() => tracing::debug!(pod = %name, "pod left while being read"),
-            Err(e) => return Err(e),
-        }
+    let scan = ochopod_zk::scan_pods(client, pods_dir, OP_TIMEOUT).await?;
+    if let Some(e) = scan.unreadable() {
+        return Err(e.clone().into());
     }
-    Ok(pods)
+    for skipped in &scan.skipped {
+        tracing::debug!(%skipped, "skipping a pod node");
+    }
+    Ok(scan.into_pods())
 }
 
 /// Reports the cluster's pods now and after every change below `pods/` (one persistent recursive

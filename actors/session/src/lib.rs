@@ -5,13 +5,15 @@
 //! [`Session`] owns the pod's one long-lived `zookeeper_client::Client` and its registration node
 //! `/ochopod/clusters/<namespace>.<cluster>/pods/<uuid>.<sequence>`. Each session it establishes is
 //! a *generation* (1, 2, 3…): on start, and again after every loss or [`Reset`], it connects
-//! (retrying with capped, jittered backoff while ZooKeeper is unreachable, logging every failure),
-//! creates the pods dir and the persistent `hash` node, registers, and sends
-//! [`SessionEvent::Up`] with a clone of the client to every subscriber. It then follows the client's
-//! state: `Disconnected` → [`SessionEvent::Suspended`], back to `SyncConnected` (same session) →
-//! [`SessionEvent::Resumed`], `Expired`/`Closed`/`AuthFailed` → [`SessionEvent::Lost`] and a new
-//! generation. Every spawned future and self-message carries its generation, and anything from an
-//! older one is dropped. Each change is also published as `Event::Session` on the event bus.
+//! through `ochopod_zk::connect` to the target the config crate parsed and checked at load (so a
+//! retry is never about bad settings), retrying with capped, jittered backoff while ZooKeeper is
+//! unreachable and logging every failure. It then creates the pods dir and the persistent `hash`
+//! node, registers, and sends [`SessionEvent::Up`] with a clone of the client to every subscriber.
+//! Then it follows the client's state: `Disconnected` → [`SessionEvent::Suspended`], back to
+//! `SyncConnected` (same session) → [`SessionEvent::Resumed`], `Expired`/`Closed`/`AuthFailed` →
+//! [`SessionEvent::Lost`] and a new generation. Every spawned future and self-message carries its
+//! generation, and anything from an older one is dropped. Each change is also published as
+//! `Event::Session` on the event bus.
 //!
 //! ## The registration and its `seq`
 //!
@@ -23,8 +25,9 @@
 //! The first `seq` is, as in the original, the ZooKeeper sequence of the pod's first node under
 //! `pods/`, so it is unique and increasing across the cluster, Python pods included (they draw from
 //! the same counter). The difficulty is that the JSON must hold the sequence before ZooKeeper has
-//! assigned it. ZooKeeper names a sequential child after its parent's `cversion`, so the actor
-//! reads `cversion` = C and commits one multi: create `pods/<uuid>.` (sequential) with `seq: C`,
+//! assigned it. ZooKeeper names a sequential child after the count of children ever created
+//! under the parent (derived from `cversion` and the number of children, since the reported
+//! `cversion` also counts deletes), so the actor computes that count C and commits one multi: create `pods/<uuid>.` (sequential) with `seq: C`,
 //! plus a check that `pods/<uuid>.<C>` exists. If another pod touched `pods/` in between, the node
 //! got a different name, the check fails and ZooKeeper rolls back the whole multi, so no reader
 //! ever sees it; the actor reads C again and retries. Rejected alternatives: create then set
@@ -55,7 +58,7 @@ use zookeeper_client::{Client, SessionState};
 pub mod plan;
 mod zk;
 
-use plan::{Backoff, ConnectTarget, Phase, Transition};
+use plan::{Backoff, Phase, Transition};
 
 /// Emitted to every subscriber (`Recipient<SessionEvent>`, wired in `run.rs`). Each session
 /// gets a new, increasing `generation`; subscribers drop events of older generations.
@@ -74,29 +77,12 @@ pub enum SessionEvent {
 }
 
 /// Errors of one attempt to establish a generation; all are logged and retried with backoff.
+/// None is about the settings: the target was checked at load, so retrying can succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("bad ZooKeeper connect string {connect:?}: {reason}")]
-    BadConnectString { connect: String, reason: String },
-    #[error("bad ZooKeeper chroot {chroot:?}: {reason}")]
-    BadChroot { chroot: String, reason: String },
-    #[error("ZooKeeper settings: {0}")]
-    Config(String),
-    #[error("cannot connect to ZooKeeper at {hosts}: {source}")]
-    Connect {
-        hosts: String,
-        #[source]
-        source: zookeeper_client::Error,
-    },
-    #[error("ZooKeeper {op} of {path} failed: {source}")]
-    Zk {
-        op: &'static str,
-        path: String,
-        #[source]
-        source: zookeeper_client::Error,
-    },
-    #[error("ZooKeeper {op} of {path} got no answer within {after:?}")]
-    Timeout { op: &'static str, path: String, after: Duration },
+    /// Connecting or a call (named, with its path) failed or timed out.
+    #[error(transparent)]
+    Zk(#[from] ochopod_zk::ZkError),
     #[error("cannot take a sequence under {dir}: {reason}")]
     Sequence { dir: String, reason: String },
     #[error("cannot serialise the registration: {0}")]
@@ -145,7 +131,7 @@ impl Session {
     ) -> Self {
         let span = tracing::info_span!("session", cluster = %paths::cluster_name(&namespace, &cluster), pod = %key);
         let params = zk::Params {
-            target: ConnectTarget::parse(&zk).map_err(|e| e.to_string()),
+            target: zk.target,
             session_timeout: zk.session_timeout,
             // Registration takes a few round trips; waiting longer than this means the
             // connection is gone and a fresh attempt is the faster way out.
@@ -199,7 +185,7 @@ impl Session {
         let fut = async move {
             if let Some((client, node)) = retire {
                 if let Some(node) = node {
-                    if let Err(e) = zk::timed("delete", &node, params.op_timeout, client.delete(&node, None)).await {
+                    if let Err(e) = ochopod_zk::timed("delete", &node, params.op_timeout, client.delete(&node, None)).await {
                         tracing::warn!(error = %e, "could not delete the previous registration; it goes with its session");
                     }
                 }
@@ -275,9 +261,7 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        if let Err(e) = &self.params.target {
-            tracing::error!(parent: &self.span, error = %e, "ZooKeeper settings are unusable; retrying in case they are fixed");
-        }
+        tracing::info!(parent: &self.span, zk = %self.params.target, "connecting to ZooKeeper");
         self.establish(ctx, None);
     }
 
@@ -383,25 +367,13 @@ impl Handler<Shutdown> for Session {
             let Some(client) = client else { return };
             // Deleting explicitly makes the node go even if some clone keeps the session open.
             if let Some(node) = node {
-                if let Err(e) = zk::timed("delete", &node, op_timeout, client.delete(&node, None)).await {
+                if let Err(e) = ochopod_zk::timed("delete", &node, op_timeout, client.delete(&node, None)).await {
                     tracing::warn!(error = %e, "could not delete the registration; it goes with the session");
                 }
             }
-            let mut states = client.state_watcher();
-            drop(client);
-            let closed = tokio::time::timeout(CLOSE_WAIT, async {
-                loop {
-                    let state = states.state();
-                    if state.is_terminated() {
-                        return state;
-                    }
-                    states.changed().await;
-                }
-            })
-            .await;
-            match closed {
-                Ok(state) => tracing::info!(?state, "ZooKeeper session closed"),
-                Err(_) => tracing::warn!("ZooKeeper session not closed within {CLOSE_WAIT:?}; it will expire"),
+            match ochopod_zk::close(client, CLOSE_WAIT).await {
+                Some(state) => tracing::info!(?state, "ZooKeeper session closed"),
+                None => tracing::warn!("ZooKeeper session not closed within {CLOSE_WAIT:?}; it will expire"),
             }
         }
         .instrument(self.span.clone());

@@ -1,21 +1,23 @@
-//! The ZooKeeper side of one generation: connect, prepare the cluster's nodes, register. Every
-//! call is bounded by a timeout, because requests issued while disconnected hang until the
-//! client reconnects or gives up.
+//! The ZooKeeper side of one generation: connect (through `ochopod_zk`, creating the chroot),
+//! prepare the cluster's nodes, register. Every call is bounded by a timeout
+//! (`ochopod_zk::timed`), because requests issued while disconnected hang until the client
+//! reconnects or gives up.
 
-use std::future::Future;
 use std::time::Duration;
 
+use ochopod_config::ZkTarget;
 use ochopod_core::{paths, Registration};
+use ochopod_zk::{timed, ConnectOptions, ZkError};
 use rand::Rng;
 use zookeeper_client::{Acls, Client, CreateMode, MultiWriteError, StateWatcher};
 
-use crate::plan::{registration_json, ConnectTarget};
+use crate::plan::registration_json;
 use crate::SessionError;
 
 /// Everything one generation needs, cloned out of the actor so the future owns it.
 #[derive(Debug, Clone)]
 pub struct Params {
-    pub target: Result<ConnectTarget, String>,
+    pub target: ZkTarget,
     pub session_timeout: Duration,
     pub op_timeout: Duration,
     /// `/ochopod/clusters/<namespace>.<cluster>`.
@@ -38,24 +40,17 @@ pub struct Registered {
 /// so with N pods starting together at most N-1 rounds are lost.
 const RESERVE_ATTEMPTS: u32 = 64;
 
-pub async fn timed<T>(
-    op: &'static str,
-    path: &str,
-    after: Duration,
-    fut: impl Future<Output = Result<T, zookeeper_client::Error>>,
-) -> Result<T, SessionError> {
-    match tokio::time::timeout(after, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(SessionError::Zk { op, path: path.to_string(), source }),
-        Err(_) => Err(SessionError::Timeout { op, path: path.to_string(), after }),
-    }
-}
-
 /// Connects, prepares and registers; any failure drops the client (closing its session, so a
 /// half-made registration disappears with it) and is returned for the caller to retry.
 pub async fn establish(p: &Params, seq: Option<u64>) -> Result<Registered, SessionError> {
-    let target = p.target.as_ref().map_err(|reason| SessionError::Config(reason.clone()))?;
-    let (client, states) = connect(target, p.session_timeout, p.op_timeout).await?;
+    let options = ConnectOptions {
+        session_timeout: p.session_timeout,
+        connect_timeout: p.session_timeout + Duration::from_secs(2),
+        op_timeout: p.op_timeout,
+        // A chrooted client cannot create its own chroot: a pod makes it on first use.
+        create_chroot: true,
+    };
+    let (client, states) = ochopod_zk::connect(&p.target, &options).await?;
     prepare(&client, &p.prefix, p.op_timeout).await?;
     remove_leftovers(&client, &p.prefix, &p.key, p.op_timeout).await?;
     let (seq, node) = match seq {
@@ -63,40 +58,6 @@ pub async fn establish(p: &Params, seq: Option<u64>) -> Result<Registered, Sessi
         None => register_first(&client, p).await?,
     };
     Ok(Registered { client, states, seq, node })
-}
-
-async fn connect(
-    target: &ConnectTarget,
-    session_timeout: Duration,
-    op_timeout: Duration,
-) -> Result<(Client, StateWatcher), SessionError> {
-    // Fail eagerly: our own capped backoff retries, logging each failure, instead of the
-    // client cycling silently through the servers for a whole session timeout.
-    let mut connector = Client::connector().with_session_timeout(session_timeout).with_fail_eagerly();
-    if let Some(digest) = &target.digest {
-        connector = connector.with_auth("digest", digest.as_bytes());
-    }
-    let bound = session_timeout + Duration::from_secs(2);
-    let client = match tokio::time::timeout(bound, connector.connect(&target.hosts)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(source)) => return Err(SessionError::Connect { hosts: target.hosts.clone(), source }),
-        Err(_) => return Err(SessionError::Timeout { op: "connect", path: target.hosts.clone(), after: bound }),
-    };
-    let states = client.state_watcher();
-    let client = match &target.chroot {
-        None => client,
-        Some(chroot) => {
-            if timed("exists", chroot, op_timeout, client.check_stat(chroot)).await?.is_none() {
-                let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                timed("mkdir", chroot, op_timeout, client.mkdir(chroot, &options)).await?;
-            }
-            client.chroot(chroot.as_str()).map_err(|_| SessionError::BadChroot {
-                chroot: chroot.clone(),
-                reason: "rejected by the client".into(),
-            })?
-        }
-    };
-    Ok((client, states))
 }
 
 /// The pods dir and the persistent (initially empty) `hash` node, as the original makes them.
@@ -107,8 +68,8 @@ async fn prepare(client: &Client, prefix: &str, op_timeout: Duration) -> Result<
     let hash = paths::hash_node(prefix);
     match timed("create", &hash, op_timeout, client.create(&hash, b"", &persistent)).await {
         Ok(_) => Ok(()),
-        Err(SessionError::Zk { source: zookeeper_client::Error::NodeExists, .. }) => Ok(()),
-        Err(e) => Err(e),
+        Err(ZkError::Failed { source: zookeeper_client::Error::NodeExists, .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -120,10 +81,10 @@ async fn remove_leftovers(client: &Client, prefix: &str, key: &str, op_timeout: 
     for name in children.iter().filter(|n| paths::pod_key(n) == key) {
         let path = format!("{dir}/{name}");
         match timed("delete", &path, op_timeout, client.delete(&path, None)).await {
-            Ok(()) | Err(SessionError::Zk { source: zookeeper_client::Error::NoNode, .. }) => {
+            Ok(()) | Err(ZkError::Failed { source: zookeeper_client::Error::NoNode, .. }) => {
                 tracing::info!(node = %path, "removed a leftover registration of this pod");
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
@@ -132,15 +93,27 @@ async fn remove_leftovers(client: &Client, prefix: &str, key: &str, op_timeout: 
 /// A later registration: the seq is known, so the JSON is complete before the create.
 async fn register_again(client: &Client, p: &Params, seq: u64) -> Result<String, SessionError> {
     let prefix = paths::pod_node_prefix(&p.prefix, &p.key);
-    let json = registration_json(&p.registration, seq)?;
+    let json = registration_json(&p.registration, seq, &p.target)?;
     let options = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
     let (_, sequence) = timed("create", &prefix, p.op_timeout, client.create(&prefix, &json, &options)).await?;
     Ok(format!("{prefix}{sequence}"))
 }
 
+/// The sequence ZooKeeper will give the next sequential child of a node. The server counts
+/// creates only to name children, but reports `cversion` as creates + deletes (it stores creates
+/// and returns `2 × creates − children`), so the two agree only until a child is first deleted.
+pub(crate) fn next_sequence(cversion: i32, num_children: i32) -> Option<u64> {
+    let creates = i64::from(cversion) + i64::from(num_children);
+    if creates < 0 || creates % 2 != 0 {
+        return None;
+    }
+    u64::try_from(creates / 2).ok()
+}
+
 /// The first registration: its seq is the node's own ZooKeeper sequence (as in the original), yet
-/// the JSON carrying it must be there at create. ZooKeeper names a sequential child after its
-/// parent's `cversion`, so: read `cversion` = C, then commit a multi of
+/// the JSON carrying it must be there at create. ZooKeeper names a sequential child after the
+/// number of children ever created under the parent ([`next_sequence`]), so: compute it = C, then
+/// commit a multi of
 /// [create `<uuid>.` sequential with seq C, check that `<uuid>.<C>` exists]. If any pod changed
 /// `pods/` in between, the node got another name, the check fails, and the whole multi is rolled
 /// back: nobody ever saw the node. Then read C again and retry.
@@ -150,21 +123,21 @@ async fn register_first(client: &Client, p: &Params) -> Result<(u64, String), Se
     let options = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
     for attempt in 0..RESERVE_ATTEMPTS {
         let stat = timed("exists", &dir, p.op_timeout, client.check_stat(&dir)).await?.ok_or_else(|| {
-            SessionError::Zk { op: "exists", path: dir.clone(), source: zookeeper_client::Error::NoNode }
+            ZkError::Failed { op: "exists", path: dir.clone(), source: zookeeper_client::Error::NoNode }
         })?;
-        let predicted = u64::try_from(stat.cversion).map_err(|_| SessionError::Sequence {
+        let predicted = next_sequence(stat.cversion, stat.num_children).ok_or_else(|| SessionError::Sequence {
             dir: dir.clone(),
-            reason: format!("negative child version {}", stat.cversion),
+            reason: format!("impossible child version {} with {} children", stat.cversion, stat.num_children),
         })?;
         let node = format!("{prefix}{predicted:010}");
-        let json = registration_json(&p.registration, predicted)?;
+        let json = registration_json(&p.registration, predicted, &p.target)?;
         let mut multi = client.new_multi_writer();
         multi
             .add_create(&prefix, &json, &options)
             .and_then(|_| multi.add_check_version(&node, -1))
-            .map_err(|source| SessionError::Zk { op: "multi", path: node.clone(), source })?;
+            .map_err(|source| ZkError::Failed { op: "multi", path: node.clone(), source })?;
         match tokio::time::timeout(p.op_timeout, multi.commit()).await {
-            Err(_) => return Err(SessionError::Timeout { op: "multi", path: node, after: p.op_timeout }),
+            Err(_) => return Err(ZkError::Timeout { op: "multi", path: node, after: p.op_timeout }.into()),
             Ok(Ok(results)) => {
                 // The check passing proves the name; the returned path is only cross-checked.
                 if let Some(zookeeper_client::MultiWriteResult::Create { path, .. }) = results.first() {
@@ -179,8 +152,27 @@ async fn register_first(client: &Client, p: &Params) -> Result<(u64, String), Se
                 let pause = rand::rng().random_range(0..=10 * u64::from(attempt.min(10)));
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
-            Ok(Err(e)) => return Err(SessionError::Zk { op: "multi", path: node, source: e.into() }),
+            Ok(Err(e)) => return Err(ZkError::Failed { op: "multi", path: node, source: e.into() }.into()),
         }
     }
     Err(SessionError::Sequence { dir, reason: format!("lost the race {RESERVE_ATTEMPTS} times in a row") })
+}
+
+#[cfg(test)]
+mod sequence_tests {
+    use super::next_sequence;
+
+    #[test]
+    fn the_next_sequence_counts_creates_not_deletes() {
+        // Fresh parent: nothing created yet.
+        assert_eq!(next_sequence(0, 0), Some(0));
+        // 3 created, none deleted: cversion 3, 3 children.
+        assert_eq!(next_sequence(3, 3), Some(3));
+        // 3 created, 2 deleted (measured on ZooKeeper 3.8: cversion 5, 1 child): next is 3.
+        assert_eq!(next_sequence(5, 1), Some(3));
+        // 4 created, all deleted: cversion 8, no child.
+        assert_eq!(next_sequence(8, 0), Some(4));
+        assert_eq!(next_sequence(-1, 0), None);
+        assert_eq!(next_sequence(4, 1), None);
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use common::*;
-use ochopod_config::ZkSettings;
+use ochopod_config::{ZkSettings, ZkTarget};
 use ochopod_core::events::{Event, EventBus};
 use ochopod_core::{paths, Registration};
 use ochopod_session::{GetSessionStatus, Reset, Session, SessionEvent, Shutdown};
@@ -18,7 +18,8 @@ const CLUSTER: &str = "web";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn settings(connect: String, chroot: Option<&str>, session_timeout: Duration) -> ZkSettings {
-    ZkSettings { connect, chroot: chroot.map(Into::into), session_timeout }
+    let text = format!("{connect}{}", chroot.unwrap_or(""));
+    ZkSettings { target: ZkTarget::parse(&text).expect("test connect string"), session_timeout }
 }
 
 fn start_session(
@@ -39,9 +40,11 @@ fn prefix() -> String {
     paths::cluster_prefix(NS, CLUSTER)
 }
 
-fn expected_json(r: &Registration, seq: u64) -> serde_json::Value {
+/// What a pod registers: the caller's fields, its seq, and as `zk` the hosts it connected to.
+fn expected_json(r: &Registration, seq: u64, hosts: &str) -> serde_json::Value {
     let mut r = r.clone();
     r.seq = seq;
+    r.zk = hosts.to_string();
     serde_json::to_value(&r).unwrap()
 }
 
@@ -81,7 +84,12 @@ async fn registrations_carry_their_json_and_a_unique_seq_from_the_create_on() {
         let key = new_key();
         let reg = registration(NS, CLUSTER, 31000 + i);
         let (probe, rx) = Probe::start();
-        let zk = settings(server.connect_string(), None, TIMEOUT);
+        // One pod authenticates: its password must reach no node.
+        let connect = match i {
+            0 => format!("zk://bob:s3cret@{}", server.connect_string()),
+            _ => server.connect_string(),
+        };
+        let zk = settings(connect, None, TIMEOUT);
         let addr = start_session(zk, &key, reg.clone(), bus.clone(), vec![probe]);
         pods.push((key, reg, addr, rx));
     }
@@ -96,7 +104,7 @@ async fn registrations_carry_their_json_and_a_unique_seq_from_the_create_on() {
         assert!(seqs.insert(up.seq), "seq {} given twice", up.seq);
         let (js, version) = read_node(&obs, &up.node).await.expect("registration node exists");
         assert_eq!(version, 0, "the JSON was written after the create");
-        assert_eq!(js, expected_json(reg, up.seq));
+        assert_eq!(js, expected_json(reg, up.seq, &server.connect_string()));
         let status = addr.send(GetSessionStatus).await.unwrap();
         assert_eq!(status.state, "connected");
         assert_eq!(status.generation, 1);
@@ -118,6 +126,7 @@ async fn registrations_carry_their_json_and_a_unique_seq_from_the_create_on() {
         for (path, got) in &seen.created {
             let (data, version) = got.as_ref().unwrap_or_else(|| panic!("{path} vanished"));
             assert_eq!(*version, 0, "{path}");
+            assert!(!String::from_utf8_lossy(data).contains("s3cret"), "{path}: a password was registered");
             let js: serde_json::Value = serde_json::from_slice(data).expect("JSON at first sight");
             assert_eq!(js["seq"].as_u64(), Some(sequence_of(path)), "{path}: {js}");
             assert_eq!(js["ip"], "127.0.0.1");
@@ -160,7 +169,7 @@ async fn reset_re_registers_with_the_same_seq_and_removes_the_old_node() {
     assert!(!exists(&obs, &first.node).await, "the old node is gone");
     let (js, version) = read_node(&obs, &second.node).await.expect("new node");
     assert_eq!(version, 0);
-    assert_eq!(js, expected_json(&reg, first.seq));
+    assert_eq!(js, expected_json(&reg, first.seq, &server.connect_string()));
     assert_eq!(nodes_of(&obs, &paths::pods_dir(&prefix()), &key).await.len(), 1);
     let status = addr.send(GetSessionStatus).await.unwrap();
     assert_eq!((status.state.as_str(), status.generation, status.seq), ("connected", 2, Some(first.seq)));
@@ -211,7 +220,7 @@ async fn an_expired_session_re_registers_with_the_same_seq() {
     assert!(!exists(&obs, &first.node).await, "the expired node is gone");
     let (js, version) = read_node(&obs, &second.node).await.expect("new node");
     assert_eq!(version, 0);
-    assert_eq!(js, expected_json(&reg, first.seq));
+    assert_eq!(js, expected_json(&reg, first.seq, &connect));
     assert_eq!(nodes_of(&obs, &paths::pods_dir(&prefix()), &key).await, [second.node.rsplit('/').next().unwrap()]);
     let states = session_events(&mut bus_rx);
     assert!(states.contains(&("expired".into(), 1)), "{states:?}");
@@ -290,7 +299,7 @@ async fn keeps_retrying_until_zookeeper_starts() {
 }
 
 #[actix::test]
-async fn a_chroot_from_settings_or_the_connect_string_is_created_and_used() {
+async fn a_chroot_of_the_target_is_created_and_used() {
     let _serial = SERIAL.lock().await;
     init_logs();
     let server = start_zk();

@@ -283,8 +283,8 @@ mod tests {
         let p = placement(&imds, &pairs, root.path()).await.unwrap();
         assert_eq!(p.registration.public, "");
         assert_eq!((p.registration.application.as_str(), p.registration.task.as_str()), ("demo/zk", "demo_zk.1"));
-        assert_eq!(p.registration.zk, "127.0.0.6:2181/mesos");
-        assert_eq!(p.zk.map(|z| z.chroot), Some(Some("/mesos".into())));
+        assert_eq!(p.registration.zk, "127.0.0.6:2181");
+        assert_eq!(p.zk.map(|z| z.target.chroot), Some(Some("/mesos".into())));
     }
 
     #[tokio::test]

@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use ochopod_config::env::{parse_zk, ZkTarget};
 use ochopod_config::Settings;
+use ochopod_config::ZkTarget;
 
 use crate::{listen_all, parse_ip, BindingError, Found, Platform};
 
@@ -90,7 +90,7 @@ fn zk_service(platform: &Platform) -> Result<Option<ZkTarget>, BindingError> {
         }
         None => format!("{name}:{}", port.unwrap_or(2181)),
     };
-    parse_zk(&format!("{connect}{chroot}")).map(Some).map_err(bad)
+    ZkTarget::parse(&format!("{connect}{chroot}")).map(Some).map_err(bad)
 }
 
 #[cfg(test)]
@@ -168,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn zookeeper_from_a_service() {
-        let zk = |p: Placement| p.zk.map(|z| (z.connect, z.chroot));
+        let zk = |p: Placement| p.zk.map(|z| (z.target.hosts, z.target.chroot));
         let injected = [
             ("OCHOPOD_ZK_SERVICE", "ochopod-zk"),
             ("OCHOPOD_ZK_SERVICE_HOST", "127.0.0.7"),
@@ -179,8 +179,7 @@ mod tests {
         assert_eq!(
             p.zk,
             Some(ZkSettings {
-                connect: "127.0.0.7:2182".into(),
-                chroot: None,
+                target: ochopod_config::ZkTarget::parse("127.0.0.7:2182").unwrap(),
                 session_timeout: ochopod_config::defaults::session_timeout()
             })
         );

@@ -37,8 +37,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ochopod_config::env::ZkTarget;
-use ochopod_config::{BindingKind, Settings, ZkSettings};
+use ochopod_config::{BindingKind, Settings, ZkSettings, ZkTarget};
 use ochopod_core::Registration;
 
 pub use docker::local_addresses;
@@ -230,12 +229,10 @@ fn zk_set_by_env(platform: &Platform) -> bool {
 fn assemble(settings: &Settings, platform: &Platform, found: Found) -> Placement {
     let zk = match found.zk {
         Some(t) if zk_set_by_env(platform) => {
-            tracing::info!(platform_zk = %registered_zk(&t.connect, t.chroot.as_deref()), "OCHOPOD_ZK/ochopod_zk wins over the platform's ZooKeeper");
+            tracing::info!(platform_zk = %t, "OCHOPOD_ZK/ochopod_zk wins over the platform's ZooKeeper");
             None
         }
-        Some(t) => {
-            Some(ZkSettings { connect: t.connect, chroot: t.chroot, session_timeout: settings.zk.session_timeout })
-        }
+        Some(t) => Some(ZkSettings { target: t, session_timeout: settings.zk.session_timeout }),
         None => None,
     };
     let effective = zk.as_ref().unwrap_or(&settings.zk);
@@ -251,7 +248,7 @@ fn assemble(settings: &Settings, platform: &Platform, found: Found) -> Placement
         application: found.application.unwrap_or_else(|| settings.application.clone()),
         task: found.task.unwrap_or_else(|| settings.task.clone()),
         fwk: found.binding.into(),
-        zk: registered_zk(&effective.connect, effective.chroot.as_deref()),
+        zk: registered_zk(&effective.target),
         debug: Registration::flag(settings.debug),
         start: Registration::flag(settings.process.as_ref().is_none_or(|p| p.start)),
         local: Registration::flag(found.binding == "local"),
@@ -260,10 +257,10 @@ fn assemble(settings: &Settings, platform: &Platform, found: Found) -> Placement
     Placement { registration, listen: found.listen, zk, binding: found.binding.into() }
 }
 
-/// The connect string as registered: hosts and chroot, never the `user:pass@` part.
-pub fn registered_zk(connect: &str, chroot: Option<&str>) -> String {
-    let hosts = connect.rsplit_once('@').map_or(connect, |(_, h)| h);
-    format!("{hosts}{}", chroot.unwrap_or(""))
+/// The registered `zk` field: [`ZkTarget::registered`], the hosts only (no credentials, no
+/// chroot), as the original registered the network location. The session writes the same.
+pub fn registered_zk(target: &ZkTarget) -> String {
+    target.registered()
 }
 
 /// Reads a platform file; `Ok(None)` when it does not exist.
@@ -380,14 +377,13 @@ mod tests {
 
     #[test]
     fn credentials_are_never_registered() {
-        assert_eq!(
-            registered_zk("u:p@10.0.0.1:2181,10.0.0.2:2181", Some("/mesos")),
-            "10.0.0.1:2181,10.0.0.2:2181/mesos"
-        );
-        assert_eq!(registered_zk("127.0.0.1:2181", None), "127.0.0.1:2181");
+        let target = ZkTarget::parse("zk://u:secret@10.0.0.1:2181,10.0.0.2:2181/mesos").unwrap();
+        assert_eq!(registered_zk(&target), "10.0.0.1:2181,10.0.0.2:2181");
+        assert_eq!(registered_zk(&ZkTarget::parse("127.0.0.1:2181").unwrap()), "127.0.0.1:2181");
         let root = tempfile::tempdir().unwrap();
         let p = placement(YAML, &[("OCHOPOD_ZK", "zk://user:secret@127.0.0.1:2181/x")], root.path()).unwrap();
-        assert_eq!(p.registration.zk, "127.0.0.1:2181/x");
+        assert_eq!(p.registration.zk, "127.0.0.1:2181");
+        assert!(!format!("{:?}", p.registration).contains("secret"));
         assert_eq!(p.zk, None, "the settings already hold what the env said");
     }
 

@@ -5,8 +5,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ochopod_config::env::{parse_zk, ZkTarget};
 use ochopod_config::Settings;
+use ochopod_config::ZkTarget;
 
 use crate::{listen_all, read_optional, BindingError, Found, Platform};
 
@@ -89,7 +89,7 @@ pub(crate) fn mesos_zk(binding: &'static str, platform: &Platform) -> Result<Opt
             tracing::debug!(file = %file.display(), "no zk:// URL there, skipped");
             continue;
         }
-        let target = parse_zk(value).map_err(|detail| {
+        let target = ZkTarget::parse(value).map_err(|detail| {
             BindingError::malformed(binding, format!("the ZooKeeper URL in {}", file.display()), detail)
         })?;
         return Ok(Some(target));
@@ -141,15 +141,18 @@ mod tests {
             application: "demo/zookeeper".into(),
             task: "demo_zookeeper.4c27a1f2-0000".into(),
             fwk: "marathon".into(),
-            zk: "127.0.0.4:2181,127.0.0.5:2181/mesos".into(),
+            zk: "127.0.0.4:2181,127.0.0.5:2181".into(),
             debug: "false".into(),
             start: "true".into(),
             local: "false".into(),
             extra: Default::default(),
         };
         let zk = ZkSettings {
-            connect: "user:secret@127.0.0.4:2181,127.0.0.5:2181".into(),
-            chroot: Some("/mesos".into()),
+            target: ochopod_config::ZkTarget {
+                hosts: "127.0.0.4:2181,127.0.0.5:2181".into(),
+                chroot: Some("/mesos".into()),
+                digest: Some(ochopod_config::Secret("user:secret".into())),
+            },
             session_timeout: ochopod_config::defaults::session_timeout(),
         };
         assert_eq!(
@@ -174,10 +177,11 @@ mod tests {
         );
         write(root.path(), "/opt/mesosphere/etc/mesos-slave-common", "MESOS_MASTER=127.0.0.4:5050\n");
         let p = placement(&[], root.path()).await.unwrap();
-        assert_eq!(p.registration.zk, "127.0.0.5:2181/old");
+        assert_eq!(p.registration.zk, "127.0.0.5:2181");
+        assert_eq!(p.zk.unwrap().target.chroot.as_deref(), Some("/old"));
         write(root.path(), "/opt/mesosphere/etc/mesos-slave-common", "MESOS_MASTER=zk://127.0.0.4:2181/mesos\n");
         let p = placement(&[], root.path()).await.unwrap();
-        assert_eq!(p.registration.zk, "127.0.0.4:2181/mesos");
+        assert_eq!(p.registration.zk, "127.0.0.4:2181");
         // The operator's ochopod_zk wins; the declaration's zk stays when no file says anything.
         let p = placement(&[("ochopod_zk", "zk://127.0.0.8:2181")], root.path()).await.unwrap();
         assert_eq!((p.zk, p.registration.zk.as_str()), (None, "127.0.0.8:2181"));

@@ -96,8 +96,20 @@ async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode
 
     let events = EventBus::default();
     let token = settings.control.token.as_ref().map(|t| t.0.clone());
+    // A pod that serves TLS is in a TLS cluster: as leader it talks HTTPS to every peer.
+    let pods = match &settings.control.tls {
+        None => PodClient::new(token),
+        Some(tls) => match PodClient::with_tls(token, tls.roots()) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!("control.tls: {e}");
+                eprintln!("ochopod: control.tls: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     let executor = Executor::new(settings.clone(), events.clone()).start();
-    let leader = Leader::new(settings.clone(), key.clone(), address, PodClient::new(token), events.clone()).start();
+    let leader = Leader::new(settings.clone(), key.clone(), address, pods, events.clone()).start();
     let session = Session::new(
         settings.zk.clone(),
         settings.namespace.clone(),

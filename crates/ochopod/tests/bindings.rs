@@ -142,7 +142,8 @@ async fn marathon_task_registers_in_the_mesos_zookeeper_under_its_chroot() {
             "ip": "127.0.0.3", "public": "127.0.0.3", "node": "127.0.0.3",
             "ports": {port.to_string(): port, "2181": remapped_2181}, "port": port.to_string(),
             "cluster": "web", "namespace": "test", "application": "test/web", "task": "test_web.4c27a1f2",
-            "fwk": "marathon", "zk": format!("127.0.0.1:{}/mesos", zk_server.port()),
+            // The network location only, as the original registered it: no chroot, no credentials.
+            "fwk": "marathon", "zk": format!("127.0.0.1:{}", zk_server.port()),
             "debug": "false", "start": "true", "local": "false",
         })
     );

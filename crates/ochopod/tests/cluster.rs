@@ -99,3 +99,22 @@ async fn a_leader_stopped_with_sigterm_is_replaced_within_a_second() {
     assert!(took < Duration::from_secs(1), "graceful failover took {took:?}");
     wait_settled(&pods.iter().collect::<Vec<_>>(), 2, SETTLE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_joins_after_another_one_left() {
+    // Once a pod has left, ZooKeeper's reported child version counts its delete too: a new pod
+    // must still register (it once retried forever here).
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let yaml = simple_yaml("web", "");
+    let mut pods: Vec<Pod> = (0..2).map(|_| start_pod(&zk, &yaml)).collect();
+    wait_settled(&pods.iter().collect::<Vec<_>>(), 2, SETTLE).await;
+    let mut gone = pods.remove(0);
+    gone.signal(Signal::SIGTERM);
+    gone.wait_exit(Duration::from_secs(15)).unwrap();
+    wait_settled(&pods.iter().collect::<Vec<_>>(), 1, SETTLE).await;
+    pods.push(start_pod(&zk, &yaml));
+    pods.push(start_pod(&zk, &yaml));
+    wait_settled(&pods.iter().collect::<Vec<_>>(), 3, SETTLE).await;
+    let seqs: BTreeSet<u64> = pods.iter().map(|p| view_of(p).unwrap().2).collect();
+    assert_eq!(seqs.len(), 3, "seqs stay unique");
+}

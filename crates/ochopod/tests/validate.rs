@@ -84,7 +84,41 @@ fn render_shows_the_command_env_and_files_for_a_cluster_view() {
     assert!(text.contains("env: ZOO_MY_ID=7"), "{text}");
     assert!(text.contains("server.4=10.0.0.1:2888:3888\nserver.7=10.0.0.2:2888:3888"), "{text}");
 
-    let bad_key = ochopod(&["render", "fixtures/good/zookeeper.yaml", "--cluster", view.to_str().unwrap(), "--key", "zz"]);
+    let bad_key =
+        ochopod(&["render", "fixtures/good/zookeeper.yaml", "--cluster", view.to_str().unwrap(), "--key", "zz"]);
     assert_eq!(bad_key.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_key.stderr).contains("\"zz\" is not one of its pods"), "{bad_key:?}");
+}
+
+/// A ZooKeeper password given by the environment is used but never printed, and credentials the
+/// session could not use are a load error: `ochopod run` exits 2 before touching ZooKeeper
+/// (nothing listens at 127.0.0.1:1, so a run that got further would not exit on its own).
+#[test]
+fn zk_credentials_are_never_printed_and_unusable_ones_stop_run_at_load() {
+    let with_env = |args: &[&str], zk: &str| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(config_dir())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("OCHOPOD_ZK", zk)
+            .output()
+            .expect("run ochopod")
+    };
+    let out = with_env(&["validate", "fixtures/good/minimal.yaml"], "zk://bob:s3cret@127.0.0.1:1/apps");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hosts: 127.0.0.1:1") && text.contains("chroot: /apps"), "{text}");
+    assert!(!text.contains("s3cret") && !String::from_utf8_lossy(&out.stderr).contains("s3cret"), "{out:?}");
+
+    let expected = "env OCHOPOD_ZK: zk: expected `host:port[,host:port…]` or \
+                    `zk://[user:pass@]host:port[,host:port…][/chroot]`; the credentials before `@` must be \
+                    `user:password` (digest scheme)";
+    for args in [["validate", "fixtures/good/minimal.yaml"], ["run", "fixtures/good/minimal.yaml"]] {
+        let out = with_env(&args, "nos3cret@127.0.0.1:1");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.trim().ends_with(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+    }
 }

@@ -75,8 +75,14 @@ impl Fixture {
     }
 
     pub fn start(&self) -> (Addr<Executor>, EventBus) {
+        self.start_with_env(&[])
+    }
+
+    /// As [`Fixture::start`], with more variables in the pod's environment.
+    pub fn start_with_env(&self, extra: &[(&str, &str)]) -> (Addr<Executor>, EventBus) {
         let events = EventBus::new(1024);
-        let env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME").collect();
+        let mut env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME").collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let addr = Executor::with_env(Arc::new(self.settings.clone()), events.clone(), env).start();
         (addr, events)
     }
@@ -110,7 +116,7 @@ fn base_settings(dir: &Path, command: Option<&str>) -> Settings {
         cluster: "web".into(),
         namespace: "test".into(),
         port: 8080,
-        zk: ZkSettings { connect: "127.0.0.1:2181".into(), chroot: None, session_timeout: Duration::from_secs(15) },
+        zk: ZkSettings { target: ZkTarget::parse("127.0.0.1:2181").unwrap(), session_timeout: Duration::from_secs(15) },
         binding: BindingKind::Local,
         debug: false,
         ports: BTreeMap::from([(8080, 8080)]),
@@ -224,10 +230,7 @@ pub fn drain(rx: &mut tokio::sync::broadcast::Receiver<ochopod_core::events::Sta
 
 /// Alive and not a zombie.
 pub fn alive(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rfind(')').map(|i| stat[i + 1..].split_whitespace().next() != Some("Z")).unwrap_or(false),
-        Err(_) => false,
-    }
+    ochopod_proc::stat::alive(pid as i32)
 }
 
 pub async fn wait_gone(pid: i64, timeout: Duration) {

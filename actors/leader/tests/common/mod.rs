@@ -52,7 +52,10 @@ pub fn settings(namespace: &str, cluster: &str, damper: Duration) -> Settings {
         cluster: cluster.into(),
         namespace: namespace.into(),
         port: 8080,
-        zk: ZkSettings { connect: String::new(), chroot: None, session_timeout: Duration::from_secs(10) },
+        zk: ZkSettings {
+            target: ochopod_config::ZkTarget::parse("127.0.0.1:2181").unwrap(),
+            session_timeout: Duration::from_secs(10),
+        },
         binding: BindingKind::Local,
         debug: false,
         ports: BTreeMap::new(),

@@ -58,7 +58,11 @@ fn token(common: &Common) -> Result<Option<String>, String> {
 }
 
 fn pod_client(common: &Common) -> Result<PodClient, ExitCode> {
-    token(common).map(PodClient::new).map_err(usage)
+    let token = token(common).map_err(usage)?;
+    match &common.ca {
+        Some(ca) => PodClient::with_tls(token, ca).map_err(usage),
+        None => Ok(PodClient::new(token)),
+    }
 }
 
 /// Refuses a command that would change every pod of whole clusters unless asked for explicitly.
@@ -544,9 +548,7 @@ async fn wait(a: super::WaitArgs) -> ExitCode {
     };
     let zk = match tokio::time::timeout(a.timeout, connecting).await {
         Ok(zk) => zk,
-        Err(_) => {
-            return failed(format!("timed out after {:?} waiting for ZooKeeper at {}", a.timeout, target.display()))
-        }
+        Err(_) => return failed(format!("timed out after {:?} waiting for ZooKeeper at {target}", a.timeout)),
     };
     let tty = std::io::stderr().is_terminal();
     let pod_timeout = a.common.pod_timeout.min(Duration::from_secs(2));
@@ -647,6 +649,7 @@ mod tests {
         let common = Common {
             zk: "h:1".into(),
             token_file: Some(path.clone()),
+            ca: None,
             json: false,
             pod_timeout: Duration::from_secs(1),
         };

@@ -5,8 +5,10 @@
 //! `/ochopod/clusters` that match the cluster globs, reads every pod's registration, and closes
 //! the session (`wait` keeps it and re-reads on each poll). It then sends one HTTP request per
 //! pod, all in parallel, each with a timeout, with the bearer token when one is configured
-//! (`--token-file`, else `OCHOPOD_TOKEN`). The layout and routes are the original Ochopod's, so
-//! the tools drive original Python pods too (reads go out as POST, which both accept).
+//! (`--token-file`, else `OCHOPOD_TOKEN`), over HTTPS when `--ca` (else `OCHOPOD_CA`) names the
+//! roots to trust for pods with `control.tls`, else over plain HTTP. The layout and routes are
+//! the original Ochopod's, so the tools drive original Python pods too (reads go out as POST,
+//! which both accept).
 //!
 //! Selection: cluster arguments are globs over `<namespace>.<cluster>` (`demo.web-*`); a bare
 //! name without a dot means that cluster in any namespace (`zookeeper` = `*.zookeeper`). Read
@@ -73,6 +75,10 @@ pub struct Common {
     /// Read the control token from this file (default: env OCHOPOD_TOKEN); sent as a bearer token.
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// Talk HTTPS to the pods, trusting only the certificates in this PEM file: the CA of the
+    /// pods' `control.tls`, or their shared certificate. Without it, plain HTTP.
+    #[arg(long, env = "OCHOPOD_CA", value_name = "PATH")]
+    pub ca: Option<PathBuf>,
     /// Machine-readable JSON output.
     #[arg(short = 'j', long)]
     pub json: bool,

@@ -12,11 +12,12 @@
 //! by anyone else:
 //!
 //! - spawns that go through [`spawn`] register their pid under the same lock the reaper holds
-//!   while it scans, so even a child that exits at once is never taken;
+//!   while it scans, so even a child that exits at once is never taken ([`crate::shell`] and the
+//!   executor's supervised child spawn this way);
 //! - a zombie child found in `/proc` that is not registered is reaped only if it is still a
-//!   zombie [`GRACE`] after it was first seen. Children spawned elsewhere with tokio (another
-//!   crate's probe command) are reaped by tokio within milliseconds of their exit, so the grace
-//!   keeps them safe without every crate having to know about this module.
+//!   zombie [`GRACE`] after it was first seen. A child spawned elsewhere with tokio (a library's
+//!   helper command) is reaped by tokio within milliseconds of its exit, so the grace keeps it
+//!   safe too, but only as a heuristic: code of ours registers its spawns.
 //!
 //! The scan runs on a dedicated thread with its own small runtime, woken by SIGCHLD (and by a
 //! timer only while an unregistered zombie waits out its grace), so [`install`] can be called
@@ -163,30 +164,5 @@ pub fn reap_once(first_seen: &mut HashMap<i32, Instant>, now: Instant) -> Option
     next
 }
 
-/// The pids of our children that are zombies, from `/proc/<pid>/stat`.
-pub fn zombie_children(parent: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-            // `pid (comm) S ppid …`: comm may hold spaces and parentheses, so parse after the last ')'.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return false };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
-            state == Some("Z") && ppid == Some(parent)
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_lines_with_odd_names_parse() {
-        // Our own process is not a zombie child of anyone we know.
-        assert!(!zombie_children(1).contains(&getpid().as_raw()));
-    }
-}
+/// The pids of our children that are zombies (see [`crate::stat`]).
+pub use crate::stat::zombie_children;
