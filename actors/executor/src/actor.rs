@@ -43,7 +43,8 @@ pub struct Executor {
     http: Option<Result<reqwest::Client, String>>,
     /// The last successful configuration: what a spawn starts.
     rendered: Option<Rendered>,
-    /// `process.cwd` resolved against the declaration's folder.
+    /// Where children run: `process.cwd` resolved against the declaration's folder, else that
+    /// folder.
     cwd: Option<PathBuf>,
 }
 
@@ -57,7 +58,10 @@ impl Executor {
     /// As [`Executor::new`] with the pod environment given (tests, `ochopod render`).
     pub fn with_env(settings: Arc<Settings>, events: EventBus, env: BTreeMap<String, String>) -> Self {
         let machine = Machine::new(Policy::from_settings(&settings), rand::random());
-        let cwd = settings.process.as_ref().and_then(|p| p.cwd.as_ref()).map(|_| base_dir(&settings));
+        // The process, hooks and checks run where the files render (process.cwd, else the
+        // declaration's folder), so a relative path means the same thing everywhere. An empty
+        // folder (a declaration given as a bare file name) is the current directory already.
+        let cwd = Some(base_dir(&settings)).filter(|dir| !dir.as_os_str().is_empty());
         let env = pod_env(&settings, &env);
         let hidden = token_env(&settings).map(str::to_string);
         Executor {

@@ -342,8 +342,9 @@ impl Leader {
             ("OCHOPOD_LEADER".to_string(), "true".to_string()),
         ];
         let (addr, token, hidden) = (ctx.address(), self.token, probe::token_env(&self.settings));
+        let cwd = self.settings.source.parent().filter(|d| !d.as_os_str().is_empty()).map(|d| d.to_path_buf());
         self.spawn(async move {
-            let status = probe::run(&probe.command, probe.timeout, stdin, env, hidden).await;
+            let status = probe::run(&probe.command, probe.timeout, stdin, env, hidden, cwd).await;
             addr.do_send(ProbeDone { token, status });
         });
     }

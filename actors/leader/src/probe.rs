@@ -29,15 +29,17 @@ fn token_variable(token_source: Option<&str>) -> Option<String> {
 }
 
 /// Runs the probe and returns the status line. Never fails: a probe that cannot even start is a
-/// status too. `hidden` names a variable of ochopod's environment the probe must not inherit.
+/// status too. `hidden` names a variable of ochopod's environment the probe must not inherit;
+/// `cwd` is where it runs (the declaration's folder, like the process and the hooks).
 pub async fn run(
     command: &str,
     timeout: Duration,
     stdin_json: String,
     env: Vec<(String, String)>,
     hidden: Option<String>,
+    cwd: Option<std::path::PathBuf>,
 ) -> String {
-    let mut shell = Shell::new(command, timeout).stdin(stdin_json).envs(env);
+    let mut shell = Shell::new(command, timeout).stdin(stdin_json).envs(env).cwd(cwd);
     if let Some(name) = hidden {
         shell = shell.env_remove(name);
     }
@@ -96,13 +98,19 @@ mod tests {
     #[tokio::test]
     async fn a_real_probe_reads_stdin_and_env() {
         let env = vec![("OCHOPOD_CLUSTER".to_string(), "zk".to_string())];
-        let s =
-            run("read line; echo \"$OCHOPOD_CLUSTER $line\"", Duration::from_secs(5), "{\"a\":1}\n".into(), env, None)
-                .await;
+        let s = run(
+            "read line; echo \"$OCHOPOD_CLUSTER $line\"",
+            Duration::from_secs(5),
+            "{\"a\":1}\n".into(),
+            env,
+            None,
+            None,
+        )
+        .await;
         assert_eq!(s, "zk {\"a\":1}");
-        let s = run("echo bad >&2; exit 3", Duration::from_secs(5), String::new(), vec![], None).await;
+        let s = run("echo bad >&2; exit 3", Duration::from_secs(5), String::new(), vec![], None, None).await;
         assert_eq!(s, "* bad");
-        let s = run("sleep 5", Duration::from_millis(100), String::new(), vec![], None).await;
+        let s = run("sleep 5", Duration::from_millis(100), String::new(), vec![], None, None).await;
         assert_eq!(s, "* probe timed out");
     }
 
@@ -110,7 +118,7 @@ mod tests {
     async fn a_probe_that_times_out_is_killed_with_everything_it_started() {
         let pidfile = std::env::temp_dir().join(format!("ochopod-probe-timeout-{}", std::process::id()));
         let command = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-        let s = run(&command, Duration::from_millis(300), String::new(), vec![], None).await;
+        let s = run(&command, Duration::from_millis(300), String::new(), vec![], None, None).await;
         assert_eq!(s, "* probe timed out");
         let job: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         let _ = std::fs::remove_file(&pidfile);
@@ -135,10 +143,10 @@ mod tests {
         assert_eq!(token_variable(None), None);
         let command = "echo \"${CARGO_MANIFEST_DIR:-hidden} ${OCHOPOD_CLUSTER}\"";
         let env = vec![("OCHOPOD_CLUSTER".to_string(), "zk".to_string())];
-        let s = run(command, Duration::from_secs(5), String::new(), env.clone(), hidden).await;
+        let s = run(command, Duration::from_secs(5), String::new(), env.clone(), hidden, None).await;
         assert_eq!(s, "hidden zk");
         // Without hiding it, the probe inherits it: the test can tell.
-        let s = run(command, Duration::from_secs(5), String::new(), env, None).await;
+        let s = run(command, Duration::from_secs(5), String::new(), env, None, None).await;
         assert_ne!(s, "hidden zk");
     }
 }
