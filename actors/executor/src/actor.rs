@@ -11,19 +11,21 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use ochopod_api::Task;
 use ochopod_config::{Hook, Settings};
 use ochopod_core::events::EventBus;
 use ochopod_core::ClusterView;
 use ochopod_proc::Shell;
+use serde::Serialize;
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::machine::{Action, HookKind, Input, JobId, Machine, Policy};
 use crate::process::{http_client, run_sanity, run_shell, signal_group, spawn_child};
 use crate::render::{base_dir, ochopod_env, pod_env, render, token_env, write_files, Rendered};
-use crate::{Command, GetStatus, Reply, Shutdown};
 
 pub struct Executor {
     settings: Arc<Settings>,
@@ -262,6 +264,51 @@ impl Actor for Executor {
     }
 }
 
+/// A control verb for the executor. Commands run one at a time in arrival order (FIFO); the
+/// reply comes when the command has completed. The HTTP layer applies the request timeout (408);
+/// a timed-out command stays queued and still runs, as in the original.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Reply")]
+pub struct Command {
+    pub task: Task,
+    /// The raw JSON body (`None` for an empty body). For check/on/ok a leader payload
+    /// (`ochopod_core::ControlPayload`); off and kill only look at a payload's epoch and ignore
+    /// any other body; for signal anything.
+    pub body: Option<Value>,
+    pub timeout: Duration,
+}
+
+/// The outcome of a [`Command`], mapped to HTTP by the control actor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// 200 with this JSON body (`{}` for every task but `signal`).
+    Ok(Value),
+    /// 406: `can_configure`, `initialize` or the configuration failed.
+    SoftFailure(String),
+    /// 410: the pod is dead and idles.
+    Dead,
+    /// 500: a hook (`configured`, `signaled`) failed.
+    HookFailure(String),
+    /// 409: a command whose payload comes from an epoch older than the newest applied `on`.
+    StaleEpoch { epoch: u64, newest: u64 },
+    /// 400: the body is not what the task needs.
+    BadRequest(String),
+}
+
+impl Reply {
+    pub fn status(&self) -> u16 {
+        use ochopod_api::wire::status;
+        match self {
+            Reply::Ok(_) => status::OK,
+            Reply::SoftFailure(_) => status::SOFT_FAILURE,
+            Reply::Dead => status::DEAD,
+            Reply::HookFailure(_) => status::HOOK_FAILURE,
+            Reply::StaleEpoch { .. } => status::CONFLICT,
+            Reply::BadRequest(_) => status::BAD_REQUEST,
+        }
+    }
+}
+
 /// A control verb: queued, answered when it completed (see [`Command`]).
 impl Handler<Command> for Executor {
     type Result = ResponseFuture<Reply>;
@@ -276,6 +323,30 @@ impl Handler<Command> for Executor {
     }
 }
 
+/// What `/info` and `/metrics` show of the executor.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "ExecutorStatus")]
+pub struct GetStatus;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ExecutorStatus {
+    /// `stopped`, `running`, `terminating`, `dead`, `backoff`, `crashloop`, or `sidecar`.
+    pub process: String,
+    pub pid: Option<u32>,
+    pub sidecar: bool,
+    /// Restarts after failures since the pod started.
+    pub restarts: u64,
+    /// The last sanity check's JSON object output (`{}` when none).
+    pub metrics: Value,
+    /// Sanity-check failures since the pod started.
+    pub sanity_failures: u64,
+    /// The newest epoch of an applied configuration.
+    pub epoch: Option<u64>,
+    /// Configurations applied (`on` with a payload that rendered successfully).
+    pub configurations: u64,
+    pub last_exit: Option<i32>,
+}
+
 /// What `/info` and `/metrics` show.
 impl Handler<GetStatus> for Executor {
     type Result = MessageResult<GetStatus>;
@@ -284,6 +355,12 @@ impl Handler<GetStatus> for Executor {
         MessageResult(self.machine.status(Instant::now()))
     }
 }
+
+/// Graceful stop for the pod's shutdown: tear the process down (grace, then SIGKILL unless
+/// `soft`), run `finalize`, and reply once nothing is left running.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
 
 /// Tear down, finalize, and answer once nothing runs any more.
 impl Handler<Shutdown> for Executor {
