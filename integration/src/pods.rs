@@ -201,3 +201,13 @@ impl Drop for Pod {
 pub fn descendants(root: u32) -> Vec<u32> {
     ochopod_proc::stat::descendants(root as i32).into_iter().map(|p| p as u32).collect()
 }
+
+/// The one-letter state of a process (`R`, `S`, `T`, `Z`…), if it exists.
+pub fn state_of(pid: u32) -> Option<char> {
+    ochopod_proc::stat::read(pid as i32).map(|s| s.state)
+}
+
+/// The zombies among the processes below `root`.
+pub fn zombies_under(root: u32) -> Vec<u32> {
+    descendants(root).into_iter().filter(|pid| state_of(*pid) == Some('Z')).collect()
+}

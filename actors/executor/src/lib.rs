@@ -13,7 +13,7 @@
 //! them with tokio processes and actix delayed self-messages; [`render`] turns the declaration and
 //! a cluster view into argv, environment and files (minijinja, strict undefined); [`process`] runs
 //! hooks and checks and spawns the child in its own process group, on top of the shared
-//! `ochopod-proc` crate, whose [`reaper`] reaps orphaned zombies as PID 1 or as a child subreaper
+//! `ochopod-proc` crate, whose reaper reaps orphaned zombies as PID 1 or as a child subreaper
 //! without stealing the exit status of the children we await.
 //!
 //! Secrets: the variable the control token was read from (`control.token_env`) is removed from
@@ -32,9 +32,8 @@ pub mod actor;
 pub mod machine;
 pub mod process;
 pub mod render;
-#[cfg(test)]
-mod testing;
+/// Fixtures shared by the unit tests and the process-level tests in `tests/`.
+#[doc(hidden)]
+pub mod testing;
 
 pub use actor::{Command, Executor, ExecutorStatus, GetStatus, Reply, Shutdown};
-/// Kept here for the callers that knew it as the executor's (the binary installs it).
-pub use ochopod_proc::reaper;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{probe, Fixture};
 use ochopod_executor::process::spawn_child;
-use ochopod_executor::reaper::{self, zombie_children, Mode};
+use ochopod_proc::reaper::{self, zombie_children, Mode};
 
 #[test]
 fn orphans_are_reaped_and_the_supervised_childs_status_is_kept() {

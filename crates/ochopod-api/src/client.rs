@@ -163,9 +163,7 @@ impl PodClient {
         grace: Duration,
         payload: Option<&ControlPayload>,
     ) -> Result<Reply, ClientError> {
-        let secs = grace.as_secs().max(1);
-        let wait = grace.mul_f64(1.25).max(Duration::from_secs(2));
-        self.send(address, &format!("/control/{task}/{secs}"), payload, wait).await
+        self.control_with(address, task, grace, payload).await
     }
 
     /// `POST /control/<task>/<secs>` with any JSON body (`signal` takes user JSON).
@@ -175,6 +173,16 @@ impl PodClient {
         task: Task,
         grace: Duration,
         body: Option<&Value>,
+    ) -> Result<Reply, ClientError> {
+        self.control_with(address, task, grace, body).await
+    }
+
+    async fn control_with<B: Serialize>(
+        &self,
+        address: &str,
+        task: Task,
+        grace: Duration,
+        body: Option<&B>,
     ) -> Result<Reply, ClientError> {
         let secs = grace.as_secs().max(1);
         let wait = grace.mul_f64(1.25).max(Duration::from_secs(2));

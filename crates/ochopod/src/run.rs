@@ -36,7 +36,7 @@ pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
     };
     let ring = LogRing::new(settings.control.log_lines);
     crate::logging::init(verbose, settings.debug, format, ring.clone());
-    ochopod_executor::reaper::install();
+    ochopod_proc::reaper::install();
 
     actix::System::new().block_on(run(settings, ring))
 }

@@ -216,22 +216,21 @@ async fn zk_client(connect: &str) -> zk::Client {
 // ---------------------------------------------------------------------------------------------
 // Processes: crashing a pod without a race, leftovers and zombies.
 
-/// The one-letter state of a process (`R`, `S`, `T`, `Z`…), from /proc/<pid>/stat.
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].chars().next()
-}
-
 /// SIGKILL the pod's whole tree like a dying container. The pod is frozen first: `Pod::kill`
 /// lists the tree and then kills, and a pod in the middle of a round could spawn a child in
 /// between, which would escape as an orphan the runtime is not to blame for.
 fn crash(pod: &mut Pod) {
     pod.signal(Signal::SIGSTOP);
     let pid = pod.pid();
-    let _ = wait::until_blocking("the pod to freeze", Duration::from_secs(3), || match proc_state(pid) {
-        Some('T') | Some('t') | None => Ok(()),
-        other => Err(format!("state {other:?}")),
-    });
+    let _ =
+        wait::until_blocking(
+            "the pod to freeze",
+            Duration::from_secs(3),
+            || match ochopod_integration::pods::state_of(pid) {
+                Some('T') | Some('t') | None => Ok(()),
+                other => Err(format!("state {other:?}")),
+            },
+        );
     pod.kill();
 }
 
@@ -271,7 +270,7 @@ async fn assert_nothing_left(prefix: &str) {
 }
 
 fn zombies_under(root: u32) -> BTreeSet<u32> {
-    descendants(root).into_iter().filter(|pid| proc_state(*pid) == Some('Z')).collect()
+    ochopod_integration::pods::zombies_under(root).into_iter().collect()
 }
 
 /// Zombies below the test process that stay zombies for a second: another test of this binary

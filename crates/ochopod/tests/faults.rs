@@ -151,18 +151,6 @@ impl Drop for TreeGuard {
     }
 }
 
-fn zombies_under(root: u32) -> Vec<u32> {
-    ochopod_integration::pods::descendants(root)
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_pid_1_ochopod_reaps_orphans_and_shuts_down_on_sigterm() {
     let zk = ZkServer::start().expect("ZooKeeper");
@@ -208,7 +196,7 @@ async fn as_pid_1_ochopod_reaps_orphans_and_shuts_down_on_sigterm() {
     let mut seen_zombie_twice = Vec::new();
     let mut previous = Vec::new();
     while Instant::now() < deadline {
-        let now = zombies_under(unshare);
+        let now = ochopod_integration::pods::zombies_under(unshare);
         seen_zombie_twice.extend(now.iter().filter(|p| previous.contains(*p)).copied());
         previous = now;
         tokio::time::sleep(Duration::from_millis(700)).await;

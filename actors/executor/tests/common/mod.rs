@@ -35,7 +35,7 @@ pub fn probe() -> &'static Path {
 
 pub fn run<F: std::future::Future<Output = ()>>(f: F) {
     // Orphans of the probes come back to the test process and get reaped, as in a real pod.
-    ochopod_executor::reaper::install();
+    ochopod_proc::reaper::install();
     System::new().block_on(f);
 }
 
@@ -110,56 +110,15 @@ impl Fixture {
     }
 }
 
+/// The unit tests' declaration, anchored in `dir`, with a short backoff cap so restart tests
+/// see several restarts quickly.
 fn base_settings(dir: &Path, command: Option<&str>) -> Settings {
-    Settings {
-        source: dir.join("pod.yml"),
-        cluster: "web".into(),
-        namespace: "test".into(),
-        port: 8080,
-        zk: ZkSettings { target: ZkTarget::parse("127.0.0.1:2181").unwrap(), session_timeout: Duration::from_secs(15) },
-        binding: BindingKind::Local,
-        debug: false,
-        ports: BTreeMap::from([(8080, 8080)]),
-        application: String::new(),
-        task: String::new(),
-        model: ModelSettings {
-            depends_on: vec!["zookeeper".into()],
-            damper: Duration::ZERO,
-            sequential: false,
-            full_shutdown: false,
-            grace: Duration::from_secs(1),
-            probe: None,
-        },
-        process: command.map(|c| ProcessSettings {
-            command: c.into(),
-            shell: false,
-            cwd: None,
-            env: BTreeMap::new(),
-            strict: false,
-            start: true,
-            pipe_output: false,
-            grace: Duration::from_millis(300),
-            soft: false,
-            sanity: None,
-            restart: RestartPolicy {
-                initial_delay: Duration::from_millis(50),
-                max_delay: Duration::from_millis(500),
-                crashloop_after: 3,
-                reset_after: Duration::from_secs(10),
-                give_up_after: 0,
-            },
-        }),
-        files: vec![],
-        hooks: Hooks::default(),
-        control: ControlSettings {
-            token: None,
-            token_source: None,
-            protect_reads: false,
-            tls: None,
-            body_limit: 1 << 20,
-            log_lines: 100,
-        },
+    let mut settings = ochopod_executor::testing::settings(command);
+    settings.source = dir.join("pod.yml");
+    if let Some(p) = settings.process.as_mut() {
+        p.restart.max_delay = Duration::from_millis(500);
     }
+    settings
 }
 
 fn reg(ip: &str, seq: u64, ports: &[(u16, u16)]) -> Value {
