@@ -54,6 +54,7 @@ fn model(m: &ModelSettings) -> Value {
         ("depends_on", Value::Sequence(m.depends_on.iter().map(|d| d.as_str().into()).collect())),
         ("damper", dur(m.damper)),
         ("sequential", m.sequential.into()),
+        ("min_size", (m.min_size as u64).into()),
         ("full_shutdown", m.full_shutdown.into()),
         ("grace", dur(m.grace)),
         (

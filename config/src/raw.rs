@@ -37,6 +37,7 @@ pub struct RawModel {
     pub depends_on: Option<Vec<String>>,
     pub damper: Option<Dur>,
     pub sequential: Option<bool>,
+    pub min_size: Option<u32>,
     pub full_shutdown: Option<bool>,
     pub grace: Option<Dur>,
     pub probe: Option<RawProbe>,

@@ -63,6 +63,9 @@ pub struct ModelSettings {
     pub damper: Duration,
     /// One pod at a time in sorted-key order instead of all in parallel.
     pub sequential: bool,
+    /// No round until this many live pods are registered: a system that bootstraps from a
+    /// static member list must not form with the first pod that showed up.
+    pub min_size: usize,
     /// `off` on every pod before `on`.
     pub full_shutdown: bool,
     /// Per-request timeout of a round (the leader waits `grace × 1.25`).

@@ -206,7 +206,12 @@ fn model(ctx: &Ctx, raw: RawModel) -> Result<ModelSettings> {
             })
         }
     };
+    let min_size = raw.min_size.unwrap_or(1);
+    if min_size == 0 {
+        return Err(ctx.err(&path.key("min_size"), "expected a number of pods of at least 1, got 0"));
+    }
     Ok(ModelSettings {
+        min_size: min_size as usize,
         depends_on,
         damper: raw.damper.map_or_else(defaults::damper, |d| d.0),
         sequential: raw.sequential.unwrap_or(false),

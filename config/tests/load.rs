@@ -42,6 +42,7 @@ fn minimal_declaration_gets_every_default() {
         application: String::new(),
         task: String::new(),
         model: ModelSettings {
+            min_size: 1,
             depends_on: vec![],
             damper: defaults::damper(),
             sequential: false,

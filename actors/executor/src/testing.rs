@@ -20,6 +20,7 @@ pub fn settings(command: Option<&str>) -> Settings {
         application: String::new(),
         task: String::new(),
         model: ModelSettings {
+            min_size: 1,
             depends_on: vec!["zookeeper".into()],
             damper: Duration::ZERO,
             sequential: false,

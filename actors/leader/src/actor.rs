@@ -5,7 +5,7 @@
 //! changes whenever that work becomes stale (suspension, session loss, lost lock, shutdown), the
 //! tasks of the old token are aborted, and a late report of theirs is dropped on arrival.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use zookeeper_client::Client;
 use crate::election::LockData;
 use crate::plan::{Decision, Planner, RoundPlan, RoundResult};
 use crate::probe;
-use crate::round::{self, RoundInput, RoundOutcome};
+use crate::round::{self, RoundError, RoundInput, RoundOutcome};
 use crate::zk::{self, ElectionEvent, LockNode, Takeover, ZkFence};
 
 /// How long `Shutdown` waits for the deletion of our lock node.
@@ -54,6 +54,8 @@ pub struct Leader {
     stats: Stats,
     /// After `Shutdown`: later session events must not restart anything.
     stopped: bool,
+    /// Registrations refused so far, so each is warned about once, not on every scan.
+    refused: BTreeSet<String>,
 }
 
 struct SessionCtx {
@@ -133,7 +135,31 @@ impl Leader {
             tasks: Vec::new(),
             stats: Stats::default(),
             stopped: false,
+            refused: BTreeSet::new(),
         }
+    }
+
+    /// Leaves out registrations that cannot be used safely (see `Registration::validate`): one
+    /// bad node must not abort every round, and its `ip` must never reach a URL or a peer's file.
+    fn admit(&mut self, pods: Pods) -> Pods {
+        let fallback = self.settings.port;
+        let mut admitted = Pods::new();
+        let mut refused = BTreeSet::new();
+        for (key, registration) in pods {
+            match registration.validate(fallback) {
+                Ok(_) => {
+                    admitted.insert(key, registration);
+                }
+                Err(e) => {
+                    if !self.refused.contains(&key) {
+                        tracing::warn!(cluster = %self.prefix, pod = %key.escape_default(), error = %e, "ignoring an invalid registration");
+                    }
+                    refused.insert(key);
+                }
+            }
+        }
+        self.refused = refused;
+        admitted
     }
 
     fn client(&self) -> Option<Client> {
@@ -177,7 +203,7 @@ impl Leader {
         self.lead = Some(Lead {
             epoch,
             lock: lock.clone(),
-            planner: Planner::new(self.settings.model.damper, entries),
+            planner: Planner::new(self.settings.model.damper, entries).with_min_size(self.settings.model.min_size),
             damper: None,
             probe_timer: None,
             probe_running: false,
@@ -187,8 +213,7 @@ impl Leader {
             last_payload: None,
             publishing: None,
         });
-        tracing::info!(cluster = %self.prefix, epoch, "leading");
-        self.events.publish(Event::Leadership { leader: true, epoch: Some(epoch) });
+        tracing::info!(cluster = %self.prefix, lock = epoch, "elected, taking over");
 
         let (addr, token) = (ctx.address(), self.token);
         let (c, prefix, a) = (client.clone(), self.prefix.clone(), addr.clone());
@@ -196,7 +221,7 @@ impl Leader {
             loop {
                 match zk::take_over(&c, &lock, &prefix).await {
                     Ok(found) => return a.do_send(Observed { token, what: Observation::TookOver(found) }),
-                    Err(zk::ZkError::Fenced(_)) => return,
+                    Err(zk::ZkError::Fenced(_)) => return a.do_send(Observed { token, what: Observation::Fenced }),
                     Err(e) => {
                         tracing::warn!(error = %e, "reading the stored hash and snapshot: retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -210,8 +235,8 @@ impl Leader {
         }));
         for dependency in self.dependencies.clone() {
             let (a, entry) = (addr.clone(), dependency.entry().to_string());
-            self.spawn(zk::watch_dependency(client.clone(), dependency, move |pods| {
-                a.do_send(Observed { token, what: Observation::Dependency(entry.clone(), pods) })
+            self.spawn(zk::watch_dependency(client.clone(), dependency, move |read| {
+                a.do_send(Observed { token, what: Observation::Dependency(entry.clone(), read) })
             }));
         }
     }
@@ -299,17 +324,25 @@ impl Leader {
         let dependencies = input.dependencies.clone();
         self.spawn(async move {
             // The round runs in a task of its own so that a panic in it is reported as a failed
-            // round (retried after the damper) instead of leaving the leader `configuring` forever.
+            // round (retried later) instead of leaving the leader `configuring` forever.
             let mut round = AbortOnDrop(tokio::spawn(async move {
-                let outcome = round::run(&control, &fence, &input).await.map_err(|e| e.to_string())?;
+                let outcome = match round::run(&control, &fence, &input).await {
+                    Ok(outcome) => outcome,
+                    Err(RoundError::Stale { newest, ours, keys }) => {
+                        return Err(RoundFailure::Stale { newest, ours, keys });
+                    }
+                    Err(e) => return Err(RoundFailure::Failed(e.to_string())),
+                };
                 // The last step of the round, fenced like the others (and by the transaction).
                 let hash = state_hash(&outcome.configured, &input.dependencies);
                 zk::publish(&client, &lock, &prefix, &outcome.configured, Some(&hash))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| RoundFailure::Failed(e.to_string()))?;
                 Ok((outcome, hash))
             }));
-            let result = (&mut round.0).await.unwrap_or_else(|e| Err(format!("the round task failed: {e}")));
+            let result = (&mut round.0)
+                .await
+                .unwrap_or_else(|e| Err(RoundFailure::Failed(format!("the round task failed: {e}"))));
             addr.do_send(RoundDone { token, dependencies, result });
         });
     }
@@ -554,8 +587,11 @@ impl Handler<Election> for Leader {
 
 enum Observation {
     TookOver(Takeover),
+    /// The takeover found our lock gone: we are not leader.
+    Fenced,
     Local(Pods),
-    Dependency(String, Option<Pods>),
+    /// A dependency's pods, or why its snapshot cannot be used.
+    Dependency(String, Result<Option<Pods>, String>),
 }
 
 /// What the watches saw while leading.
@@ -577,18 +613,39 @@ impl Handler<Observed> for Leader {
         let now = Instant::now();
         let decision = match msg.what {
             Observation::TookOver(found) => {
+                if found.epoch != lead.epoch {
+                    tracing::warn!(
+                        cluster = %self.prefix, lock = lead.epoch, epoch = found.epoch,
+                        "the lock sequence is behind the cluster's highest epoch (coordinator/ was recreated): leading above it"
+                    );
+                }
+                lead.epoch = found.epoch;
+                tracing::info!(cluster = %self.prefix, epoch = lead.epoch, "leading");
+                self.events.publish(Event::Leadership { leader: true, epoch: Some(lead.epoch) });
                 if let Some(pods) = found.published {
                     lead.planner.published(pods);
                 }
                 lead.planner.stored_hash(found.hash, now)
             }
+            Observation::Fenced => {
+                self.stop_work(ctx, "our lock node is gone");
+                self.lock = None;
+                return self.contend(ctx);
+            }
             Observation::Local(pods) => {
                 tracing::debug!(pods = pods.len(), "cluster pods changed");
+                let pods = self.admit(pods);
+                let Some(lead) = self.lead.as_mut() else { return };
                 lead.planner.local(pods, now)
             }
-            Observation::Dependency(entry, pods) => {
+            Observation::Dependency(entry, Ok(pods)) => {
                 tracing::debug!(dependency = %entry, pods = ?pods.as_ref().map(|p| p.len()), "dependency changed");
                 lead.planner.dependency(&entry, pods, now)
+            }
+            Observation::Dependency(entry, Err(error)) => {
+                tracing::warn!(dependency = %entry, %error, "unusable dependency snapshot: keeping its last good view");
+                self.events.publish(Event::Warning { message: format!("dependency {entry}: {error}") });
+                Decision::Nothing
             }
         };
         self.apply(decision, ctx);
@@ -600,7 +657,17 @@ impl Handler<Observed> for Leader {
 struct RoundDone {
     token: u64,
     dependencies: BTreeMap<String, Pods>,
-    result: Result<(RoundOutcome, String), String>,
+    result: Result<(RoundOutcome, String), RoundFailure>,
+}
+
+enum RoundFailure {
+    /// Pods applied a newer epoch than ours.
+    Stale {
+        newest: u64,
+        ours: u64,
+        keys: Vec<String>,
+    },
+    Failed(String),
 }
 
 impl Handler<RoundDone> for Leader {
@@ -634,19 +701,92 @@ impl Handler<RoundDone> for Leader {
                 self.probe_now(ctx);
                 decision
             }
-            Err(error) => {
+            Err(RoundFailure::Stale { newest, ours, keys }) if ours == lead.epoch => {
+                // Either ZooKeeper lost the epoch (restored from nothing: the lock sequence
+                // restarted below what pods applied) or we are a stale leader. Only the leader can
+                // record a higher epoch (a write fenced by our lock node), so that write tells
+                // them apart: it fails for a stale leader, which then steps down.
+                let error = format!("pods {} applied epoch {newest}, newer than ours ({ours})", keys.join(", "));
                 self.stats.rounds_failed += 1;
-                tracing::warn!(cluster = %self.prefix, epoch = lead.epoch, %error, "configuration failed, retrying after the damper");
                 self.events.publish(Event::Round {
                     phase: "failed".into(),
                     epoch: lead.epoch,
                     pods: 0,
                     duration_ms: Some(ms),
-                    error: Some(error),
+                    error: Some(error.clone()),
                 });
-                lead.planner.round_finished(RoundResult::Failed, now)
+                let lock = lead.lock.clone();
+                let Some(client) = self.client() else { return };
+                let (addr, token, prefix) = (ctx.address(), self.token, self.prefix.clone());
+                let epoch = newest.saturating_add(1);
+                tracing::warn!(cluster = %self.prefix, %error, "raising our epoch to {epoch} if we still hold the lock");
+                self.spawn(async move {
+                    let raised = zk::record_epoch(&client, &lock, &prefix, epoch).await.map_err(|e| e.to_string());
+                    addr.do_send(EpochRaised { token, epoch, raised, why: error });
+                });
+                return;
+            }
+            Err(RoundFailure::Stale { newest, ours, keys }) => {
+                let error = format!("pods {} applied epoch {newest}, newer than ours ({ours})", keys.join(", "));
+                self.round_failed(error, ms, ctx);
+                return;
+            }
+            Err(RoundFailure::Failed(error)) => {
+                self.round_failed(error, ms, ctx);
+                return;
             }
         };
+        self.apply(decision, ctx);
+    }
+}
+
+impl Leader {
+    fn round_failed(&mut self, error: String, ms: u64, ctx: &mut Context<Self>) {
+        let Some(lead) = self.lead.as_mut() else { return };
+        self.stats.rounds_failed += 1;
+        self.events.publish(Event::Round {
+            phase: "failed".into(),
+            epoch: lead.epoch,
+            pods: 0,
+            duration_ms: Some(ms),
+            error: Some(error.clone()),
+        });
+        let decision = lead.planner.round_finished(RoundResult::Failed { error: error.clone() }, Instant::now());
+        if let Decision::Arm(at) = decision {
+            let retry = at.saturating_duration_since(Instant::now()).as_secs_f64();
+            tracing::warn!(cluster = %self.prefix, epoch = lead.epoch, %error, "configuration failed, retrying in {retry:.1} seconds");
+        }
+        self.apply(decision, ctx);
+    }
+}
+
+/// The fenced write of a higher epoch after pods refused ours as stale.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct EpochRaised {
+    token: u64,
+    epoch: u64,
+    raised: Result<(), String>,
+    why: String,
+}
+
+impl Handler<EpochRaised> for Leader {
+    type Result = ();
+
+    fn handle(&mut self, msg: EpochRaised, ctx: &mut Context<Self>) {
+        if msg.token != self.token || self.lead.is_none() {
+            return;
+        }
+        if let Err(error) = msg.raised {
+            // Not the leader any more (fenced), or ZooKeeper did not answer: a failed round,
+            // retried later; a fenced leader is stopped by its lock watch.
+            return self.round_failed(format!("{}; could not raise our epoch: {error}", msg.why), 0, ctx);
+        }
+        let Some(lead) = self.lead.as_mut() else { return };
+        tracing::warn!(cluster = %self.prefix, from = lead.epoch, to = msg.epoch, "epoch raised above what pods applied");
+        lead.epoch = msg.epoch;
+        self.events.publish(Event::Leadership { leader: true, epoch: Some(msg.epoch) });
+        let decision = lead.planner.round_finished(RoundResult::EpochRaised, Instant::now());
         self.apply(decision, ctx);
     }
 }

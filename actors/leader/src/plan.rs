@@ -8,8 +8,12 @@
 //!   `hash` node; the first one arms the damper and later changes do *not* restart the countdown;
 //! - back to the stored hash within the damper (a pod left and came back) cancels the round and
 //!   republishes `snapshot`;
-//! - a failed round is retried after the damper even if the hash went back (pods that accepted
-//!   `on` may hold a configuration that differs from the stored one: there is no rollback).
+//! - a failed round is retried even if the hash went back (pods that accepted `on` may hold a
+//!   configuration that differs from the stored one: there is no rollback), after the damper or
+//!   a jittered backoff that grows with each failure in a row (capped), whichever is longer: a
+//!   pod that keeps refusing must not make the leader spin; the reason shows in `status`;
+//! - no round while fewer than `min_size` live pods are registered (`status` says how many are
+//!   awaited), so a system that bootstraps from a static member list forms once, complete.
 //!
 //! Unlike the original, pods that answered 410 (dead) are remembered and left out of the hash and
 //! of later rounds while their registration stays, so a dead pod does not cause a round every
@@ -18,8 +22,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use ochopod_core::backoff::Backoff;
 use ochopod_core::hash::state_hash;
 use ochopod_core::view::Pods;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// First retry of a failed round (at least the damper), growing to [`RETRY_MAX`].
+pub const RETRY_INITIAL: Duration = Duration::from_millis(250);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What the actor must do after feeding the planner.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,12 +59,11 @@ pub struct RoundPlan {
 #[derive(Clone, Debug, PartialEq)]
 pub enum RoundResult {
     /// `snapshot` and `hash` were written: `configured` are the live pods, `dropped` answered 410.
-    Done {
-        configured: Pods,
-        dropped: Vec<String>,
-        hash: String,
-    },
-    Failed,
+    Done { configured: Pods, dropped: Vec<String>, hash: String },
+    /// The round failed (`error` says why): retried after a backoff.
+    Failed { error: String },
+    /// The round was refused for a stale epoch and our epoch was raised above it: retried now.
+    EpochRaised,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -80,6 +90,12 @@ pub struct Planner {
     /// What `snapshot` holds as far as we know, to avoid rewriting it for nothing.
     published: Option<Pods>,
     probe_status: String,
+    min_size: usize,
+    /// Failed rounds in a row and the last one's reason.
+    failures: u32,
+    last_error: Option<String>,
+    retry: Backoff,
+    rng: StdRng,
 }
 
 impl Planner {
@@ -95,7 +111,23 @@ impl Planner {
             configuring: None,
             published: None,
             probe_status: String::new(),
+            min_size: 1,
+            failures: 0,
+            last_error: None,
+            retry: Backoff::new(RETRY_INITIAL, RETRY_MAX),
+            rng: StdRng::from_os_rng(),
         }
+    }
+
+    /// No round until `n` live pods are registered.
+    pub fn with_min_size(mut self, n: usize) -> Self {
+        self.min_size = n.max(1);
+        self
+    }
+
+    /// Failed rounds in a row, and the last one's reason.
+    pub fn failures(&self) -> (u32, Option<&str>) {
+        (self.failures, self.last_error.as_deref())
     }
 
     /// The pods registered under `pods/` (keyed by uuid).
@@ -147,12 +179,21 @@ impl Planner {
                 self.stored = Some(hash);
                 self.published = Some(configured);
                 self.pending = None;
+                self.failures = 0;
+                self.last_error = None;
+                self.retry.reset();
                 self.evaluate(now)
             }
-            RoundResult::Failed => {
-                let deadline = now + self.damper;
+            RoundResult::Failed { error } => {
+                self.failures = self.failures.saturating_add(1);
+                self.last_error = Some(error);
+                let deadline = now + self.damper.max(self.retry.next(&mut self.rng));
                 self.pending = Some(Pending { deadline, forced: true });
                 Decision::Arm(deadline)
+            }
+            RoundResult::EpochRaised => {
+                self.pending = Some(Pending { deadline: now, forced: true });
+                self.evaluate(now)
             }
         }
     }
@@ -176,9 +217,22 @@ impl Planner {
         if let Some(n) = self.configuring {
             return ("leader (configuring)".into(), format!("* configuring {n} pods"));
         }
+        if let Some((live, _)) =
+            self.current().filter(|_| self.stored.is_some()).filter(|(live, _)| live.len() < self.min_size)
+        {
+            let status = format!("* waiting for {} pods ({} registered)", self.min_size, live.len());
+            return ("leader (configuration pending)".into(), status);
+        }
         if let Some(p) = self.pending {
             let left = p.deadline.saturating_duration_since(now).as_secs_f64();
-            return ("leader (configuration pending)".into(), format!("* configuration in {left:.1} seconds"));
+            let status = match (&self.last_error, p.forced) {
+                (Some(error), true) => format!(
+                    "* configuration failed ({} in a row: {error}), retrying in {left:.1} seconds",
+                    self.failures
+                ),
+                _ => format!("* configuration in {left:.1} seconds"),
+            };
+            return ("leader (configuration pending)".into(), status);
         }
         let missing: Vec<&str> =
             self.dependencies.iter().filter(|(_, p)| p.is_none()).map(|(e, _)| e.as_str()).collect();
@@ -208,6 +262,12 @@ impl Planner {
         }
         let Some((local, deps)) = self.current() else { return Decision::Nothing };
         let Some(stored) = self.stored.clone() else { return Decision::Nothing };
+        if local.len() < self.min_size {
+            // Waiting is not a failure: keep a forced retry (a failed round must still run once
+            // the pods are back), drop a plain countdown so that `status` says what is awaited.
+            self.pending = self.pending.filter(|p| p.forced);
+            return Decision::Nothing;
+        }
         if self.reconfigure {
             return self.start(local, deps, "reconfiguration requested");
         }
@@ -320,7 +380,10 @@ mod tests {
         p.local(pods(&["a", "b"]), t0);
         round_plan(p.damper_elapsed(t0 + DAMPER));
         let t1 = t0 + DAMPER;
-        assert_eq!(p.round_finished(RoundResult::Failed, t1), Decision::Arm(t1 + DAMPER));
+        assert_eq!(
+            p.round_finished(RoundResult::Failed { error: "pod a: answered 406".into() }, t1),
+            Decision::Arm(t1 + DAMPER)
+        );
         assert_eq!(p.state(t1).0, "leader (configuration pending)");
         assert_eq!(p.local(pods(&["a"]), t1), Decision::Nothing);
         assert_eq!(p.damper_elapsed(t1 + Duration::from_secs(1)), Decision::Arm(t1 + DAMPER));
@@ -380,5 +443,62 @@ mod tests {
         p.stored_hash(String::new(), t0);
         assert_eq!(p.local(pods(&["a"]), t0), Decision::Arm(t0));
         round_plan(p.damper_elapsed(t0));
+    }
+
+    #[test]
+    fn failed_rounds_back_off_with_the_reason_in_status_even_without_damper() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(Duration::ZERO, Vec::<String>::new());
+        p.stored_hash(String::new(), t0);
+        let mut t = t0;
+        let mut delays = Vec::new();
+        assert_eq!(p.local(pods(&["a"]), t), Decision::Arm(t));
+        let mut decision = p.damper_elapsed(t);
+        for _ in 0..12 {
+            round_plan(decision.clone());
+            decision = p.round_finished(RoundResult::Failed { error: "pod a: answered 406".into() }, t);
+            let Decision::Arm(at) = decision else { panic!("a failed round is retried later: {decision:?}") };
+            delays.push(at - t);
+            assert!(p.state(t).1.starts_with("* configuration failed"), "{}", p.state(t).1);
+            assert!(p.state(t).1.contains("answered 406"));
+            t = at;
+            decision = p.damper_elapsed(t);
+        }
+        assert!(delays.iter().all(|d| *d >= RETRY_INITIAL && *d <= RETRY_MAX), "{delays:?}");
+        let total: Duration = delays.iter().sum();
+        assert!(total >= Duration::from_secs(10), "12 failures in a row take a while, not 12 spins: {delays:?}");
+        assert_eq!(p.failures().0, 12);
+        let done = RoundResult::Done { configured: pods(&["a"]), dropped: vec![], hash: hash_of(&pods(&["a"])) };
+        round_plan(decision);
+        p.round_finished(done, t);
+        assert_eq!(p.failures(), (0, None));
+        assert_eq!(p.state(t).0, "leader");
+    }
+
+    #[test]
+    fn a_raised_epoch_runs_the_round_again_at_once() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(DAMPER, Vec::<String>::new());
+        p.stored_hash(String::new(), t0);
+        p.local(pods(&["a"]), t0);
+        round_plan(p.damper_elapsed(t0 + DAMPER));
+        assert_eq!(round_plan(p.round_finished(RoundResult::EpochRaised, t0 + DAMPER)).pods, pods(&["a"]));
+    }
+
+    #[test]
+    fn no_round_until_min_size_pods_are_registered() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(Duration::ZERO, Vec::<String>::new()).with_min_size(3);
+        p.stored_hash(String::new(), t0);
+        assert_eq!(p.local(pods(&["a"]), t0), Decision::Nothing);
+        assert_eq!(
+            p.state(t0),
+            ("leader (configuration pending)".into(), "* waiting for 3 pods (1 registered)".into())
+        );
+        assert_eq!(p.local(pods(&["a", "b"]), t0), Decision::Nothing);
+        assert_eq!(p.reconfigure(t0), Decision::Nothing, "not even on request");
+        assert_eq!(p.state(t0).1, "* waiting for 3 pods (2 registered)");
+        let plan = round_plan(p.local(pods(&["a", "b", "c"]), t0));
+        assert_eq!(plan.pods.len(), 3);
     }
 }

@@ -1,10 +1,12 @@
 //! One configuration round (DESIGN §4), over two small traits so that a unit test can fake the
 //! pods' HTTP replies and the lock ownership:
 //!
-//! 1. `check` every pod: 410 (dead) pods are dropped, any other reply or no reply aborts;
+//! 1. `check` every pod: 410 (dead) pods are dropped, 409 (the pod applied a newer epoch than
+//!    ours) ends the round with [`RoundError::Stale`], any other reply or no reply aborts;
 //! 2. `off` every live pod if `full_shutdown` (replies only logged);
 //! 3. `on` every live pod, in parallel or one at a time in sorted-key order: all must answer 200;
-//! 4. `ok` every live pod, fire and forget.
+//! 4. `ok` every live pod, waiting for the replies (as the original does, so `configured` hooks
+//!    have run when the caller writes `snapshot` and `hash`); failures are only logged.
 //!
 //! Every pod gets the same pods and dependencies, its own `key` and the round's `epoch`. Before
 //! each phase (and before each pod when sequential) the [`Fence`] is asked whether we still hold
@@ -20,8 +22,22 @@ use ochopod_api::Task;
 use ochopod_core::view::Pods;
 use ochopod_core::ControlPayload;
 
-/// Sends one control request; `Ok(status code)` or `Err(why no reply)`, the error naming the
-/// address. The future is `'static` so that `ok` can be fired and forgotten.
+/// A pod's reply to a control request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub code: u16,
+    /// With a 409: the newest epoch the pod applied (its reply's `newest`).
+    pub newest: Option<u64>,
+}
+
+impl Answer {
+    pub fn code(code: u16) -> Self {
+        Answer { code, newest: None }
+    }
+}
+
+/// Sends one control request; `Ok(answer)` or `Err(why no reply)`, the error naming the
+/// address.
 pub trait Control: Send + Sync {
     fn control(
         &self,
@@ -29,7 +45,7 @@ pub trait Control: Send + Sync {
         task: Task,
         grace: Duration,
         payload: ControlPayload,
-    ) -> impl Future<Output = Result<u16, String>> + Send + 'static;
+    ) -> impl Future<Output = Result<Answer, String>> + Send + 'static;
 }
 
 impl Control for ochopod_api::PodClient {
@@ -39,9 +55,13 @@ impl Control for ochopod_api::PodClient {
         task: Task,
         grace: Duration,
         payload: ControlPayload,
-    ) -> impl Future<Output = Result<u16, String>> + Send + 'static {
+    ) -> impl Future<Output = Result<Answer, String>> + Send + 'static {
         let client = self.clone();
-        async move { client.control(&address, task, grace, Some(&payload)).await.map(|r| r.code).map_err(|e| e.to_string()) }
+        async move {
+            let reply = client.control(&address, task, grace, Some(&payload)).await.map_err(|e| e.to_string())?;
+            let newest = (reply.code == 409).then(|| reply.body.get("newest").and_then(|n| n.as_u64())).flatten();
+            Ok(Answer { code: reply.code, newest })
+        }
     }
 }
 
@@ -93,6 +113,11 @@ pub enum RoundError {
     NoControlPort { key: String },
     #[error("{} pod(s) failed the `{task}` phase: {}", .failures.len(), join(.failures))]
     Failed { task: Task, failures: Vec<PodFailure> },
+    /// Pods applied a newer epoch than ours: our epoch is behind (ZooKeeper lost its data, or
+    /// `coordinator/` was reset) or we are a stale leader. The caller tells them apart by a
+    /// fenced write.
+    #[error("pods {} already applied epoch {newest}, newer than ours ({ours})", .keys.join(", "))]
+    Stale { newest: u64, ours: u64, keys: Vec<String> },
 }
 
 fn join(failures: &[PodFailure]) -> String {
@@ -117,16 +142,25 @@ pub async fn run<C: Control, F: Fence>(control: &C, fence: &F, input: &RoundInpu
     let checks = phase(control, fence, input, &input.pods, &targets, Task::Check).await?;
     let mut dropped = Vec::new();
     let mut failures = Vec::new();
+    let mut stale: Option<(u64, Vec<String>)> = None;
     for (target, reply) in targets.iter().zip(checks) {
         match reply {
-            Ok(200) => {}
-            Ok(410) => {
+            Ok(Answer { code: 200, .. }) => {}
+            Ok(Answer { code: 410, .. }) => {
                 tracing::info!(pod = %target.key, address = %target.address, "pod is dead (410), dropped from the round");
                 dropped.push(target.key.clone());
             }
-            Ok(code) => failures.push(failure(target, Task::Check, format!("answered {code}"))),
+            Ok(Answer { code: 409, newest: Some(newest) }) if newest > input.epoch => {
+                let (highest, keys) = stale.get_or_insert((newest, Vec::new()));
+                *highest = (*highest).max(newest);
+                keys.push(target.key.clone());
+            }
+            Ok(Answer { code, .. }) => failures.push(failure(target, Task::Check, format!("answered {code}"))),
             Err(e) => failures.push(failure(target, Task::Check, e)),
         }
+    }
+    if let Some((newest, keys)) = stale {
+        return Err(RoundError::Stale { newest, ours: input.epoch, keys });
     }
     if !failures.is_empty() {
         return Err(RoundError::Failed { task: Task::Check, failures });
@@ -143,8 +177,8 @@ pub async fn run<C: Control, F: Fence>(control: &C, fence: &F, input: &RoundInpu
         let offs = phase(control, fence, input, &live, &targets, Task::Off).await?;
         for (target, reply) in targets.iter().zip(offs) {
             match reply {
-                Ok(200) => {}
-                Ok(code) => {
+                Ok(Answer { code: 200, .. }) => {}
+                Ok(Answer { code, .. }) => {
                     tracing::warn!(pod = %target.key, address = %target.address, code, "`off` failed, going on")
                 }
                 Err(e) => {
@@ -159,8 +193,8 @@ pub async fn run<C: Control, F: Fence>(control: &C, fence: &F, input: &RoundInpu
         .iter()
         .zip(ons)
         .filter_map(|(target, reply)| match reply {
-            Ok(200) => None,
-            Ok(code) => Some(failure(target, Task::On, format!("answered {code}"))),
+            Ok(Answer { code: 200, .. }) => None,
+            Ok(Answer { code, .. }) => Some(failure(target, Task::On, format!("answered {code}"))),
             Err(e) => Some(failure(target, Task::On, e)),
         })
         .collect();
@@ -168,21 +202,17 @@ pub async fn run<C: Control, F: Fence>(control: &C, fence: &F, input: &RoundInpu
         return Err(RoundError::Failed { task: Task::On, failures });
     }
 
-    if !fence.holds().await {
-        return Err(RoundError::Fenced(Task::Ok));
-    }
-    // Fire and forget: `ok` only runs the `configured` hook; its result changes nothing here.
-    for target in &targets {
-        let request =
-            control.control(target.address.clone(), Task::Ok, input.grace, payload(input, &live, &target.key));
-        let (key, address) = (target.key.clone(), target.address.clone());
-        tokio::spawn(async move {
-            match request.await {
-                Ok(200) => {}
-                Ok(code) => tracing::warn!(pod = %key, %address, code, "`ok` failed"),
-                Err(e) => tracing::warn!(pod = %key, %address, error = %e, "`ok` failed"),
+    // `ok` runs the `configured` hooks. Its failures change nothing (the pods are configured),
+    // but the round waits for them so that the cluster reports settled once the hooks ran.
+    let oks = phase(control, fence, input, &live, &targets, Task::Ok).await?;
+    for (target, reply) in targets.iter().zip(oks) {
+        match reply {
+            Ok(Answer { code: 200, .. }) => {}
+            Ok(Answer { code, .. }) => {
+                tracing::warn!(pod = %target.key, address = %target.address, code, "`ok` failed")
             }
-        });
+            Err(e) => tracing::warn!(pod = %target.key, address = %target.address, error = %e, "`ok` failed"),
+        }
     }
     Ok(RoundOutcome { configured: live, dropped })
 }
@@ -209,7 +239,7 @@ async fn phase<C: Control, F: Fence>(
     pods: &Pods,
     targets: &[Target],
     task: Task,
-) -> Result<Vec<Result<u16, String>>, RoundError> {
+) -> Result<Vec<Result<Answer, String>>, RoundError> {
     if !fence.holds().await {
         return Err(RoundError::Fenced(task));
     }
@@ -241,6 +271,8 @@ mod tests {
     #[derive(Clone, Default)]
     struct FakePods {
         codes: HashMap<(String, Task), u16>,
+        /// `newest` of a 409 reply, by address.
+        newest: HashMap<String, u64>,
         unreachable: Vec<String>,
         calls: Arc<Mutex<Vec<(String, Task, ControlPayload)>>>,
         in_flight: Arc<AtomicUsize>,
@@ -254,7 +286,7 @@ mod tests {
             task: Task,
             _grace: Duration,
             payload: ControlPayload,
-        ) -> impl Future<Output = Result<u16, String>> + Send + 'static {
+        ) -> impl Future<Output = Result<Answer, String>> + Send + 'static {
             let me = self.clone();
             async move {
                 me.calls.lock().unwrap().push((address.clone(), task, payload));
@@ -265,7 +297,8 @@ mod tests {
                 if me.unreachable.contains(&address) {
                     return Err(format!("{address}: unreachable (connection refused)"));
                 }
-                Ok(*me.codes.get(&(address, task)).unwrap_or(&200))
+                let code = *me.codes.get(&(address.clone(), task)).unwrap_or(&200);
+                Ok(Answer { code, newest: me.newest.get(&address).copied().filter(|_| code == 409) })
             }
         }
     }
@@ -376,6 +409,29 @@ mod tests {
         }
         assert!(err.to_string().contains("pod a"));
         assert!(fake.tasks().iter().all(|(_, t)| *t == Task::Check));
+    }
+
+    #[tokio::test]
+    async fn pods_that_applied_a_newer_epoch_end_the_round_as_stale() {
+        let mut fake = FakePods::default();
+        fake.codes.insert((addr(0), Task::Check), 409);
+        fake.newest.insert(addr(0), 42);
+        fake.codes.insert((addr(1), Task::Check), 409);
+        fake.newest.insert(addr(1), 40);
+        let err = run(&fake, &holding(), &input(&["a", "b", "c"])).await.unwrap_err();
+        assert_eq!(err, RoundError::Stale { newest: 42, ours: 7, keys: vec!["a".into(), "b".into()] });
+        assert!(fake.tasks().iter().all(|(_, t)| *t == Task::Check), "nothing pushed with a stale epoch");
+    }
+
+    #[tokio::test]
+    async fn the_round_ends_after_the_ok_replies_whatever_they_say() {
+        let mut fake = FakePods::default();
+        fake.codes.insert((addr(1), Task::Ok), 500);
+        let out = run(&fake, &holding(), &input(&["a", "b"])).await.unwrap();
+        assert_eq!(out.configured.len(), 2);
+        // No waiting: every `ok` was answered before `run` returned.
+        assert_eq!(fake.tasks().iter().filter(|(_, t)| *t == Task::Ok).count(), 2);
+        assert_eq!(fake.in_flight.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

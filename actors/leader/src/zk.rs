@@ -153,22 +153,37 @@ async fn step(
             node
         }
     };
-    let children = zk("list", coordinator, client.list_children(coordinator)).await?;
-    match election::position(&children, &node.name) {
-        Position::Leader => Ok(Some(node)),
-        Position::Missing => {
-            tracing::warn!(node = %node.path, "our lock node vanished, queueing again");
-            *own = None;
-            Ok(None)
-        }
-        Position::Follower { predecessor, leader } => {
-            let path = format!("{coordinator}/{predecessor}");
-            let (stat, watcher) = zk("exists", &path, client.check_and_watch_stat(&path)).await?;
-            if stat.is_some() {
-                tracing::debug!(%leader, %predecessor, "follower, watching the predecessor");
-                watcher.changed().await;
+    let mut children = zk("list", coordinator, client.list_children(coordinator)).await?;
+    loop {
+        match election::position(&children, &node.name) {
+            Position::Leader => return Ok(Some(node)),
+            Position::Missing => {
+                tracing::warn!(node = %node.path, "our lock node vanished, queueing again");
+                *own = None;
+                return Ok(None);
             }
-            Ok(None)
+            Position::Follower { predecessor, leader } => {
+                let path = format!("{coordinator}/{predecessor}");
+                let (stat, watcher) = zk("exists", &path, client.check_and_watch_stat(&path)).await?;
+                match stat {
+                    // A contender lives only as long as its session: a persistent node (written by
+                    // hand, or restored from a backup) would hold the lock forever. It takes no
+                    // part, loudly, so that someone deletes it.
+                    Some(stat) if stat.ephemeral_owner == 0 => {
+                        tracing::warn!(
+                            node = %path,
+                            "a persistent node in coordinator/ is not a contender: ignored in the election (delete it)"
+                        );
+                        children.retain(|c| *c != predecessor);
+                    }
+                    Some(_) => {
+                        tracing::debug!(%leader, %predecessor, "follower, watching the predecessor");
+                        watcher.changed().await;
+                        return Ok(None);
+                    }
+                    None => return Ok(None),
+                }
+            }
         }
     }
 }
@@ -256,13 +271,29 @@ impl Fence for ZkFence {
     }
 }
 
-/// `{uuid: registration}` from a snapshot node. Lenient: entries that are not registrations are
-/// skipped, and data that is not a JSON object reads as no pods.
-pub fn parse_pods(data: &[u8]) -> Pods {
-    let Ok(map) = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data) else {
-        return Pods::new();
-    };
-    map.into_iter().filter_map(|(k, v)| serde_json::from_value::<Registration>(v).ok().map(|r| (k, r))).collect()
+/// `{uuid: registration}` from a snapshot node. Entries that are not usable registrations (not a
+/// registration, or an address that [`Registration::validate_addresses`] refuses) are skipped with
+/// a warning; data that is not a JSON object is an error, never "no pods": dependents would be
+/// configured with an empty list.
+pub fn parse_pods(data: &[u8]) -> Result<Pods, String> {
+    let map = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data)
+        .map_err(|e| format!("not a JSON object of registrations ({e})"))?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match serde_json::from_value::<Registration>(v) {
+            Ok(r) => match r.validate_addresses() {
+                Ok(()) => Some((k, r)),
+                Err(e) => {
+                    tracing::warn!(pod = %k.escape_default(), error = %e, "skipping an invalid registration in a snapshot");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(pod = %k.escape_default(), error = %e, "skipping an entry of a snapshot that is not a registration");
+                None
+            }
+        })
+        .collect())
 }
 
 /// Every registration under `pods/`, keyed by uuid (`ochopod_zk::scan_pods`). A node that
@@ -331,8 +362,13 @@ pub async fn watch_local(client: Client, pods_dir: String, report: impl Fn(Pods)
 
 /// Reports a dependency's pods now and after every change: the snapshot of one cluster, or the
 /// merged snapshots of every cluster a glob matches (`None` while an exact dependency has no
-/// snapshot). One-shot watches, re-armed on each read.
-pub async fn watch_dependency(client: Client, dependency: Dependency, report: impl Fn(Option<Pods>) + Send) {
+/// snapshot). One-shot watches, re-armed on each read. A snapshot that cannot be read as pods is
+/// reported as `Err` (the leader keeps the last good view) and watched until it is fixed.
+pub async fn watch_dependency(
+    client: Client,
+    dependency: Dependency,
+    report: impl Fn(Result<Option<Pods>, String>) + Send,
+) {
     let mut last: Option<Option<Pods>> = None;
     loop {
         let read = match &dependency {
@@ -341,9 +377,16 @@ pub async fn watch_dependency(client: Client, dependency: Dependency, report: im
         };
         match read {
             Ok((pods, watchers)) => {
-                if last.as_ref() != Some(&pods) {
-                    last = Some(pods.clone());
-                    report(pods);
+                match pods {
+                    Ok(pods) if last.as_ref() != Some(&pods) => {
+                        last = Some(pods.clone());
+                        report(Ok(pods));
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        last = None;
+                        report(Err(error));
+                    }
                 }
                 let (event, _, _) = select_all(watchers.into_iter().map(|w| Box::pin(w.changed()))).await;
                 if is_terminal(event.event_type, event.session_state) {
@@ -358,15 +401,20 @@ pub async fn watch_dependency(client: Client, dependency: Dependency, report: im
     }
 }
 
-async fn read_snapshot(client: &Client, cluster: &str) -> Result<(Option<Pods>, OneshotWatcher), ZkError> {
+/// A snapshot read, or why it cannot be used (naming the node).
+type SnapshotRead = Result<Option<Pods>, String>;
+
+async fn read_snapshot(client: &Client, cluster: &str) -> Result<(SnapshotRead, OneshotWatcher), ZkError> {
     let path = paths::snapshot_node(&format!("{ROOT}/{cluster}"));
     loop {
         match zk("get", &path, client.get_and_watch_data(&path)).await {
-            Ok((data, _, watcher)) => return Ok((Some(parse_pods(&data)), watcher)),
+            Ok((data, _, watcher)) => {
+                return Ok((parse_pods(&data).map(Some).map_err(|e| format!("{path}: {e}")), watcher))
+            }
             Err(e) if e.is_no_node() => {
                 let (stat, watcher) = zk("exists", &path, client.check_and_watch_stat(&path)).await?;
                 if stat.is_none() {
-                    return Ok((None, watcher));
+                    return Ok((Ok(None), watcher));
                 }
             }
             Err(e) => return Err(e),
@@ -374,38 +422,58 @@ async fn read_snapshot(client: &Client, cluster: &str) -> Result<(Option<Pods>, 
     }
 }
 
-async fn read_glob(client: &Client, dependency: &Dependency) -> Result<(Option<Pods>, Vec<OneshotWatcher>), ZkError> {
+async fn read_glob(client: &Client, dependency: &Dependency) -> Result<(SnapshotRead, Vec<OneshotWatcher>), ZkError> {
     let (children, watcher) = match zk("list", ROOT, client.list_and_watch_children(ROOT)).await {
         Ok(found) => found,
         Err(e) if e.is_no_node() => {
             let (_, watcher) = zk("exists", ROOT, client.check_and_watch_stat(ROOT)).await?;
-            return Ok((Some(Pods::new()), vec![watcher]));
+            return Ok((Ok(Some(Pods::new())), vec![watcher]));
         }
         Err(e) => return Err(e),
     };
     let mut clusters = dependency.matching(children.iter().map(String::as_str));
     clusters.sort();
     let mut watchers = vec![watcher];
-    let mut merged = Pods::new();
+    let mut merged = Ok(Pods::new());
     for cluster in clusters {
         let (pods, watcher) = read_snapshot(client, &cluster).await?;
-        merged.extend(pods.unwrap_or_default());
         watchers.push(watcher);
+        match (&mut merged, pods) {
+            (Ok(all), Ok(pods)) => all.extend(pods.unwrap_or_default()),
+            (Ok(_), Err(e)) => merged = Err(e),
+            (Err(_), _) => {}
+        }
     }
-    Ok((Some(merged), watchers))
+    Ok((merged.map(Some), watchers))
 }
 
-/// What a new leader finds: the stored hash (`""` when never configured) and the pods in
-/// `snapshot`, if it holds one it owns after [`take_over`].
+/// What a new leader finds: the stored hash (`""` when never configured), the pods in
+/// `snapshot`, if it holds one it owns after [`take_over`], and its fencing epoch.
 pub struct Takeover {
     pub hash: String,
     pub published: Option<Pods>,
+    pub epoch: u64,
 }
 
 /// Makes sure `hash` exists, reads it, and adopts the previous leader's `snapshot`: after a
 /// graceful hand-over that node still belongs to the old session and would vanish with it, so
 /// its content is copied into one of ours, and dependents see no gap.
+///
+/// The epoch is the lock's sequence, or one above the highest epoch a leader of this cluster
+/// took (the `epoch` node) if that is higher: the sequence restarts when `coordinator/` is
+/// recreated (ZooKeeper restored from nothing, the node deleted), and pods refuse commands from an
+/// epoch older than the newest they applied. The epoch is recorded by a write fenced by our lock
+/// node, so no two leaderships share one.
 pub async fn take_over(client: &Client, lock: &LockNode, prefix: &str) -> Result<Takeover, ZkError> {
+    let epoch_path = paths::epoch_node(prefix);
+    zk("mkdir", &epoch_path, client.mkdir(&epoch_path, &persistent())).await?;
+    let (floor, _) = zk("get", &epoch_path, client.get_data(&epoch_path)).await?;
+    let floor = std::str::from_utf8(&floor).ok().and_then(|f| f.trim().parse::<u64>().ok());
+    let epoch = match floor {
+        Some(f) => lock.seq.max(f.saturating_add(1)),
+        None => lock.seq,
+    };
+    record_epoch(client, lock, prefix, epoch).await?;
     let hash_path = paths::hash_node(prefix);
     zk("mkdir", &hash_path, client.mkdir(&hash_path, &persistent())).await?;
     let (hash, _) = zk("get", &hash_path, client.get_data(&hash_path)).await?;
@@ -413,7 +481,11 @@ pub async fn take_over(client: &Client, lock: &LockNode, prefix: &str) -> Result
     let snapshot = paths::snapshot_node(prefix);
     let published = match zk("get", &snapshot, client.get_data(&snapshot)).await {
         Ok((data, stat)) => {
-            let pods = parse_pods(&data);
+            // An unreadable snapshot of our own cluster is replaced by the next round's.
+            let pods = parse_pods(&data).unwrap_or_else(|e| {
+                tracing::warn!(node = %snapshot, error = %e, "the stored snapshot is unreadable");
+                Pods::new()
+            });
             if stat.ephemeral_owner != client.session_id().0 {
                 publish(client, lock, prefix, &pods, None).await?;
             }
@@ -422,7 +494,25 @@ pub async fn take_over(client: &Client, lock: &LockNode, prefix: &str) -> Result
         Err(e) if e.is_no_node() => None,
         Err(e) => return Err(e),
     };
-    Ok(Takeover { hash, published })
+    Ok(Takeover { hash, published, epoch })
+}
+
+/// Records `epoch` as the cluster's highest, in one transaction that checks our lock node: only
+/// the current leader can raise it.
+pub async fn record_epoch(client: &Client, lock: &LockNode, prefix: &str, epoch: u64) -> Result<(), ZkError> {
+    let epoch_path = paths::epoch_node(prefix);
+    let invalid = |source| ZkError::Failed { op: "multi", path: epoch_path.clone(), source };
+    let mut tx = client.new_multi_writer();
+    tx.add_check_version(&lock.path, lock.version).map_err(invalid)?;
+    tx.add_set_data(&epoch_path, epoch.to_string().as_bytes(), None).map_err(invalid)?;
+    match tokio::time::timeout(OP_TIMEOUT, tx.commit()).await {
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => Err(ZkError::Timeout { op: "multi", path: epoch_path }),
+        Ok(Err(MultiWriteError::OperationFailed { index: 0, .. })) => Err(ZkError::Fenced(lock.path.clone())),
+        Ok(Err(MultiWriteError::OperationFailed { source, .. } | MultiWriteError::RequestFailed { source })) => {
+            Err(invalid(source))
+        }
+    }
 }
 
 /// Writes `snapshot` (an ephemeral of our session, replacing one left by another session) and

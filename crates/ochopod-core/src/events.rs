@@ -26,8 +26,14 @@ pub enum Event {
     Leadership { leader: bool, epoch: Option<u64> },
     /// A configuration round started, finished or failed on the leader.
     Round { phase: String, epoch: u64, pods: usize, duration_ms: Option<u64>, error: Option<String> },
+    /// Something is wrong that the pod works around but a human should fix (an unusable
+    /// dependency snapshot, …).
+    Warning { message: String },
     /// This pod accepted a configuration (`on` with a payload).
     Configured { epoch: Option<u64>, index: usize, size: usize },
+    /// A hook (`tear_down`, `finalize`…) ran past its timeout and was cut off: its whole process
+    /// group was killed.
+    HookTimedOut { hook: String, timeout_ms: u64 },
 }
 
 /// An event with the wall-clock time it was published at (unix milliseconds).

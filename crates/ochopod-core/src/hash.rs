@@ -1,26 +1,31 @@
 //! The leader's change detector: an MD5 over the local registrations and every dependency
 //! snapshot, rendered as colon-separated hex like the original (`"3f:a1:…"`, 47 chars).
 //!
-//! Unlike the original (which hashed `json.dumps` of a Python 2 dict, so equal content could hash
-//! differently after a failover), the JSON is serialised canonically: object keys sorted at every
-//! depth, no whitespace. A new leader therefore computes the same hash for the same state and
-//! does not run a spurious round.
+//! The bytes hashed are exactly what the original's Python computes,
+//! `json.dumps(snapshots, sort_keys=True)` with the default separators (`", "` and `": "`) and
+//! ASCII escaping, so a leader of either implementation stores the hash the other computes: a
+//! leader change between them runs no round (which would restart every `strict` pod). Sorted keys
+//! also make the hash independent of insertion order, so a new leader computes the same hash for
+//! the same state.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use md5::{Digest, Md5};
 use serde_json::Value;
 
 use crate::view::Pods;
 
-/// Canonical JSON: sorted keys at every depth, compact separators.
-pub fn canonical_json(value: &Value) -> String {
+/// `json.dumps(value, sort_keys=True)` as Python 3 writes it: keys sorted at every depth (by code
+/// point, as Python compares `str`), `", "` and `": "` separators, every character outside
+/// printable ASCII escaped as `\uXXXX` (UTF-16 surrogate pairs above the BMP).
+pub fn python_json(value: &Value) -> String {
     let mut out = String::new();
-    write_canonical(value, &mut out);
+    write_python(value, &mut out);
     out
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+fn write_python(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -28,11 +33,11 @@ fn write_canonical(value: &Value, out: &mut String) {
             out.push('{');
             for (i, k) in keys.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push_str(", ");
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&map[k], out);
+                write_str(k, out);
+                out.push_str(": ");
+                write_python(&map[k], out);
             }
             out.push('}');
         }
@@ -40,14 +45,41 @@ fn write_canonical(value: &Value, out: &mut String) {
             out.push('[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push_str(", ");
                 }
-                write_canonical(v, out);
+                write_python(v, out);
             }
             out.push(']');
         }
+        Value::String(s) => write_str(s, out),
+        // Integers, booleans and null print alike in both languages. Floats may not (Python
+        // writes `1e+100` where Rust writes `1e100`): no field we or the original register is one.
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// Python's `py_encode_basestring_ascii`.
+fn write_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// MD5 rendered as colon-separated lowercase hex pairs.
@@ -62,7 +94,7 @@ pub fn state_hash(local: &Pods, dependencies: &BTreeMap<String, Pods>) -> String
     for (entry, pods) in dependencies {
         all.insert(entry.clone(), serde_json::to_value(pods).expect("registrations serialise"));
     }
-    colon_hex_md5(canonical_json(&Value::Object(all)).as_bytes())
+    colon_hex_md5(python_json(&Value::Object(all)).as_bytes())
 }
 
 #[cfg(test)]
@@ -72,9 +104,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn canonical_json_sorts_keys_at_every_depth() {
-        let v = json!({"b": {"y": 1, "x": [ {"d": 1, "c": 2} ]}, "a": "s"});
-        assert_eq!(canonical_json(&v), r#"{"a":"s","b":{"x":[{"c":2,"d":1}],"y":1}}"#);
+    fn python_json_sorts_keys_with_python_separators_and_escapes() {
+        let v = json!({"b": {"y": 1, "x": [ {"d": null, "c": true} ]}, "a": "s\"\\\n\u{1}é😀\u{7f}", "": []});
+        assert_eq!(
+            python_json(&v),
+            r#"{"": [], "a": "s\"\\\n\u0001\u00e9\ud83d\ude00\u007f", "b": {"x": [{"c": true, "d": null}], "y": 1}}"#
+        );
     }
 
     #[test]

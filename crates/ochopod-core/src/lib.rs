@@ -9,6 +9,7 @@
 //!
 //! Everything here is a plain type or a pure function, unit-tested next to its code.
 
+pub mod backoff;
 pub mod deps;
 pub mod events;
 pub mod hash;
@@ -17,5 +18,5 @@ pub mod paths;
 pub mod registration;
 pub mod view;
 
-pub use registration::Registration;
+pub use registration::{InvalidRegistration, Registration};
 pub use view::{ClusterView, ControlPayload};

@@ -42,6 +42,12 @@ pub fn snapshot_node(prefix: &str) -> String {
     format!("{prefix}/snapshot")
 }
 
+/// Ours, not the original's: the highest fencing epoch a leader of the cluster took, so that
+/// epochs keep rising when the lock sequence restarts (see the leader's `take_over`).
+pub fn epoch_node(prefix: &str) -> String {
+    format!("{prefix}/epoch")
+}
+
 pub fn coordinator_dir(prefix: &str) -> String {
     format!("{prefix}/coordinator")
 }

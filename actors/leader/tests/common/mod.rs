@@ -62,6 +62,7 @@ pub fn settings(namespace: &str, cluster: &str, damper: Duration) -> Settings {
         application: String::new(),
         task: String::new(),
         model: ModelSettings {
+            min_size: 1,
             depends_on: vec![],
             damper,
             sequential: false,
