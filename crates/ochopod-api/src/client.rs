@@ -21,6 +21,74 @@ pub enum ClientError {
     Timeout { address: String, timeout: Duration },
     #[error("{address}: unexpected reply ({0})", .source)]
     BadReply { address: String, source: TransportError },
+    /// The reply's body (or its declared `content-length`) is over the limit of its route
+    /// (see [`limits`]): reading stopped there, whatever the peer still had to send.
+    #[error("{address}: reply larger than {limit} bytes")]
+    TooLarge { address: String, limit: usize },
+}
+
+/// The largest reply body read from a peer, per route. A pod's replies are read whole into
+/// memory (they are JSON), so without a bound a pod that answers with gigabytes would take the
+/// leader or the CLI down with it. Reading stops as soon as a limit is passed, and a declared
+/// `content-length` over it is refused before any of the body is read.
+pub mod limits {
+    /// `/control/*`, `/reset`, `/reconfigure` and anything else: `{}` or `{"error": ...}`, or
+    /// for `signal` the `signaled` hook's JSON output, which the pod captures up to 1 MiB
+    /// (`ochopod_proc::shell::MAX_CAPTURE`); re-serialised it stays about that size. 4 MiB
+    /// leaves room for that and for original pods.
+    pub const CONTROL: usize = 4 << 20;
+    /// `/info`: a dozen short fields plus `metrics`, the last sanity check's JSON output,
+    /// captured up to 1 MiB like the hook's; same bound as control replies.
+    pub const INFO: usize = 4 << 20;
+    /// `/log`: the pod's ring of the last `control.log_lines` lines (1000 by default), child
+    /// lines cut at 16 KiB each (`ochopod_proc::lines::MAX_LINE`): at most ~16 MiB by default,
+    /// usually far less. 32 MiB allows for JSON escaping; a pod configured with a much larger
+    /// ring can exceed it, and then says so (`reply larger than …`).
+    pub const LOG: usize = 32 << 20;
+
+    /// The limit for `POST /<path>`: [`LOG`] for `/log` (with or without a query), else [`CONTROL`].
+    pub fn for_path(path: &str) -> usize {
+        let route = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+        match route {
+            "/log" => LOG,
+            "/info" => INFO,
+            _ => CONTROL,
+        }
+    }
+}
+
+/// Collects a reply body chunk by chunk, refusing to grow past `limit`. It never allocates from
+/// the peer's `content-length` beyond a small start: a lying header costs nothing.
+pub(crate) struct Bounded {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+/// The body, or its declared length, is over the limit.
+#[derive(Debug)]
+pub(crate) struct OverLimit;
+
+impl Bounded {
+    /// Refuses at once a declared length over `limit`.
+    pub(crate) fn new(limit: usize, declared: Option<u64>) -> Result<Self, OverLimit> {
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(OverLimit);
+        }
+        let start = declared.map_or(0, |n| n.min(64 * 1024) as usize);
+        Ok(Bounded { buf: Vec::with_capacity(start), limit })
+    }
+
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<(), OverLimit> {
+        if chunk.len() > self.limit - self.buf.len() {
+            return Err(OverLimit);
+        }
+        self.buf.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    pub(crate) fn into_bytes(self) -> Bytes {
+        Bytes::from(self.buf)
+    }
 }
 
 /// Why a request got no usable reply: the error of the layer that failed (connect, TLS
@@ -106,15 +174,17 @@ impl PodClient {
     }
 
     /// `POST <scheme>://<address><path>` with an optional JSON body, waiting at most `timeout`
-    /// for the whole reply.
+    /// for the whole reply and reading at most `limit` bytes of it.
     async fn post(
         &self,
         address: &str,
         path: &str,
         body: Option<&impl Serialize>,
         timeout: Duration,
+        limit: usize,
     ) -> Result<(u16, Bytes), ClientError> {
         let unreachable = |source| ClientError::Unreachable { address: address.to_string(), source };
+        let too_large = || ClientError::TooLarge { address: address.to_string(), limit };
         let body = body
             .map(serde_json::to_vec)
             .transpose()
@@ -128,14 +198,28 @@ impl PodClient {
                 if let Some(b) = body {
                     req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b);
                 }
-                let resp = req.send().await.map_err(|e| classify(address, timeout, e))?;
-                let code = resp.status().as_u16();
-                let bytes = resp.bytes().await.map_err(|e| classify(address, timeout, e))?;
-                Ok((code, bytes))
+                // The request's own timeout covers the body too; this one bounds the whole
+                // exchange whatever reqwest does, like the HTTPS path.
+                let exchange = async {
+                    let mut resp = req.send().await.map_err(|e| classify(address, timeout, e))?;
+                    let code = resp.status().as_u16();
+                    let mut body = Bounded::new(limit, resp.content_length()).map_err(|_| too_large())?;
+                    while let Some(chunk) = resp.chunk().await.map_err(|e| classify(address, timeout, e))? {
+                        body.push(&chunk).map_err(|_| too_large())?;
+                    }
+                    Ok((code, body.into_bytes()))
+                };
+                match tokio::time::timeout(timeout, exchange).await {
+                    Ok(reply) => reply,
+                    Err(_) => Err(ClientError::Timeout { address: address.to_string(), timeout }),
+                }
             }
             Transport::Https(https) => {
-                match tokio::time::timeout(timeout, https.post(address, path, self.token.as_deref(), body)).await {
-                    Ok(reply) => reply.map_err(unreachable),
+                let exchange = https.post(address, path, self.token.as_deref(), body, limit);
+                match tokio::time::timeout(timeout, exchange).await {
+                    Ok(Ok(reply)) => Ok(reply),
+                    Ok(Err(crate::tls::HttpsError::TooLarge)) => Err(too_large()),
+                    Ok(Err(crate::tls::HttpsError::Transport(e))) => Err(unreachable(e)),
                     Err(_) => Err(ClientError::Timeout { address: address.to_string(), timeout }),
                 }
             }
@@ -149,7 +233,7 @@ impl PodClient {
         body: Option<&impl Serialize>,
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
-        let (code, bytes) = self.post(address, path, body, timeout).await?;
+        let (code, bytes) = self.post(address, path, body, timeout, limits::for_path(path)).await?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Ok(Reply { code, body })
     }
@@ -191,7 +275,7 @@ impl PodClient {
 
     /// `POST /info`, parsed.
     pub async fn info(&self, address: &str, timeout: Duration) -> Result<Info, ClientError> {
-        let (code, bytes) = self.post(address, "/info", None::<&Value>, timeout).await?;
+        let (code, bytes) = self.post(address, "/info", None::<&Value>, timeout, limits::INFO).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::BadReply {
             address: address.to_string(),
             // A 401 must not read as a mere parse error.
@@ -237,4 +321,79 @@ fn not_http(e: &reqwest::Error) -> Option<String> {
         next = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+
+    use super::limits;
+    use crate::testing::{serve_plain, Hostile};
+    use crate::{ClientError, PodClient, Task};
+
+    /// Far longer than reading a limit's worth of loopback takes: a client that stops on size
+    /// answers well within it; one that does not would run into it.
+    const PATIENCE: Duration = Duration::from_secs(20);
+    const QUICK: Duration = Duration::from_secs(10);
+
+    fn assert_too_large<T: std::fmt::Debug>(reply: Result<T, ClientError>, address: &str, limit: usize) {
+        match reply {
+            Err(e @ ClientError::TooLarge { .. }) => {
+                assert_eq!(e.to_string(), format!("{address}: reply larger than {limit} bytes"));
+            }
+            other => {
+                let seen: String = format!("{other:?}").chars().take(200).collect();
+                panic!("expected the reply to be refused as too large, got {seen}")
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_reply_is_cut_at_the_routes_limit() {
+        let client = PodClient::new(Some("t".into()));
+        for how in [Hostile::Endless, Hostile::UntilClose] {
+            let address = serve_plain(how).await;
+            let started = Instant::now();
+            assert_too_large(client.info(&address, PATIENCE).await, &address, limits::INFO);
+            let grace = Duration::from_secs(16); // waits 20 s
+            assert_too_large(client.control(&address, Task::Check, grace, None).await, &address, limits::CONTROL);
+            assert_too_large(client.call(&address, "log", None, PATIENCE).await, &address, limits::LOG);
+            assert!(started.elapsed() < QUICK, "{how:?}: took {:?}", started.elapsed());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lying_content_length_is_refused_before_reading() {
+        let client = PodClient::new(None);
+        let address = serve_plain(Hostile::LyingLength).await;
+        let started = Instant::now();
+        assert_too_large(client.info(&address, PATIENCE).await, &address, limits::INFO);
+        assert_too_large(client.call(&address, "reset", None, PATIENCE).await, &address, limits::CONTROL);
+        assert_too_large(client.call(&address, "/log?n=5", None, PATIENCE).await, &address, limits::LOG);
+        assert!(started.elapsed() < QUICK, "took {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn log_replies_may_be_larger_than_control_replies() {
+        let client = PodClient::new(None);
+        let address = serve_plain(Hostile::Json(limits::CONTROL + 1)).await;
+        let log = client.call(&address, "log", None, PATIENCE).await.unwrap();
+        assert_eq!(log.code, 200);
+        assert_eq!(log.body.as_str().map(str::len), Some(limits::CONTROL - 1));
+        assert_too_large(client.call(&address, "reset", None, PATIENCE).await, &address, limits::CONTROL);
+        let fits = serve_plain(Hostile::Json(limits::CONTROL)).await;
+        let reply = client.control_raw(&fits, Task::Signal, Duration::from_secs(5), None::<&Value>).await.unwrap();
+        assert_eq!(reply.code, 200);
+    }
+
+    #[test]
+    fn limits_follow_the_route() {
+        assert_eq!(limits::for_path("/log"), limits::LOG);
+        assert_eq!(limits::for_path("/log?n=3"), limits::LOG);
+        assert_eq!(limits::for_path("/info"), limits::INFO);
+        assert_eq!(limits::for_path("/control/on/5"), limits::CONTROL);
+        assert_eq!(limits::for_path("/logs"), limits::CONTROL);
+    }
 }

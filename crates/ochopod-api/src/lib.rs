@@ -9,6 +9,8 @@
 //! verified). Failures come back as [`ClientError`], naming the pod's address.
 
 pub mod client;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod wire;
 

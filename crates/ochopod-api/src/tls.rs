@@ -35,7 +35,20 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::client::TransportError;
+use crate::client::{Bounded, TransportError};
+
+/// Why an HTTPS exchange gave no reply: the transport failed, or the body was over the limit.
+#[derive(Debug)]
+pub(crate) enum HttpsError {
+    Transport(TransportError),
+    TooLarge,
+}
+
+impl From<TransportError> for HttpsError {
+    fn from(e: TransportError) -> Self {
+        HttpsError::Transport(e)
+    }
+}
 
 /// The roots file could not be used; names the file.
 #[derive(Debug, thiserror::Error)]
@@ -84,15 +97,16 @@ impl Https {
         Ok(Https { connector: tokio_rustls::TlsConnector::from(Arc::new(config)) })
     }
 
-    /// `POST https://<address><path>`: connect, handshake, one request, the whole reply.
-    /// The caller bounds the time.
+    /// `POST https://<address><path>`: connect, handshake, one request, the whole reply, read
+    /// frame by frame and given up past `limit` bytes. The caller bounds the time.
     pub(crate) async fn post(
         &self,
         address: &str,
         path: &str,
         token: Option<&str>,
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, Bytes), TransportError> {
+        limit: usize,
+    ) -> Result<(u16, Bytes), HttpsError> {
         let name = server_name(address)?;
         let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| TransportError::new("connect", e))?;
         // Requests are small and answered at once; Nagle would only add latency.
@@ -116,9 +130,22 @@ impl Https {
             .map_err(|e| TransportError::new("request", e))?;
         let resp = sender.send_request(req).await.map_err(|e| TransportError::new("HTTP", e))?;
         let code = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.map_err(|e| TransportError::new("HTTP", e))?.to_bytes();
+        let declared = resp
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let mut bytes = Bounded::new(limit, declared).map_err(|_| HttpsError::TooLarge)?;
+        let mut incoming = resp.into_body();
+        while let Some(frame) = incoming.frame().await {
+            let frame = frame.map_err(|e| TransportError::new("HTTP", e))?;
+            if let Some(data) = frame.data_ref() {
+                bytes.push(data).map_err(|_| HttpsError::TooLarge)?;
+            }
+        }
+        // Dropping the driver (here or on an early return) closes the connection.
         drop(driver);
-        Ok((code, bytes))
+        Ok((code, bytes.into_bytes()))
     }
 }
 
@@ -191,6 +218,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::mpsc;
 
+    use crate::client::limits;
+    use crate::testing::{answer, request_complete, Hostile};
     use crate::{ClientError, PodClient};
 
     struct Ca {
@@ -223,16 +252,20 @@ mod tests {
         p
     }
 
-    /// A one-route HTTPS server on loopback: answers every request with `{"ok": true}` and
-    /// reports each request (head and body, as text) on the channel.
-    async fn serve(cert: &rcgen::Certificate, key: &KeyPair) -> (String, mpsc::UnboundedReceiver<String>) {
+    fn acceptor(cert: &rcgen::Certificate, key: &KeyPair) -> tokio_rustls::TlsAcceptor {
         let config = ServerConfig::builder_with_provider(std::sync::Arc::new(super::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
             .with_single_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(key.serialize_der().into()))
             .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+    }
+
+    /// A one-route HTTPS server on loopback: answers every request with `{"ok": true}` and
+    /// reports each request (head and body, as text) on the channel.
+    async fn serve(cert: &rcgen::Certificate, key: &KeyPair) -> (String, mpsc::UnboundedReceiver<String>) {
+        let acceptor = acceptor(cert, key);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -246,7 +279,7 @@ mod tests {
                     loop {
                         let n = tls.read(&mut buf).await.unwrap_or(0);
                         seen.extend_from_slice(&buf[..n]);
-                        if n == 0 || complete(&seen) {
+                        if n == 0 || request_complete(&seen) {
                             break;
                         }
                     }
@@ -264,16 +297,21 @@ mod tests {
         (address, rx)
     }
 
-    /// Whether `seen` holds a whole request: the head and `content-length` bytes of body.
-    fn complete(seen: &[u8]) -> bool {
-        let text = String::from_utf8_lossy(seen);
-        let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
-        let length = head
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(0);
-        body.len() >= length
+    /// An HTTPS server on loopback whose every reply is too large, as `how` says.
+    async fn serve_hostile(cert: &rcgen::Certificate, key: &KeyPair, how: Hostile) -> String {
+        let acceptor = acceptor(cert, key);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    answer(&mut tls, how).await;
+                });
+            }
+        });
+        address
     }
 
     const WAIT: Duration = Duration::from_secs(5);
@@ -373,6 +411,35 @@ mod tests {
         let e = client.call(&address, "/info", None, Duration::from_millis(300)).await.unwrap_err();
         assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
         drop(listener);
+    }
+
+    #[tokio::test]
+    async fn an_endless_or_lying_reply_over_tls_is_cut_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca("cluster ca");
+        let ca_file = write(&dir, "ca.pem", &ca.cert.pem());
+        let (cert, key) = leaf(&ca, &["pod.invalid"], false);
+        let client = PodClient::with_tls(None, &ca_file).unwrap();
+        for how in [Hostile::Endless, Hostile::UntilClose, Hostile::LyingLength] {
+            let address = serve_hostile(&cert, &key, how).await;
+            let started = std::time::Instant::now();
+            for (reply, limit) in [
+                (client.info(&address, Duration::from_secs(20)).await.map(|_| ()), limits::INFO),
+                (client.call(&address, "log", None, Duration::from_secs(20)).await.map(|_| ()), limits::LOG),
+                (
+                    client.control_raw(&address, crate::Task::Check, Duration::from_secs(16), None).await.map(|_| ()),
+                    limits::CONTROL,
+                ),
+            ] {
+                match reply {
+                    Err(e @ ClientError::TooLarge { .. }) => {
+                        assert_eq!(e.to_string(), format!("{address}: reply larger than {limit} bytes"))
+                    }
+                    other => panic!("{how:?}: expected a size error, got {other:?}"),
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{how:?}: took {:?}", started.elapsed());
+        }
     }
 
     #[test]

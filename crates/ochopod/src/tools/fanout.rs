@@ -26,6 +26,8 @@ pub enum Failure {
     },
     /// It answered 200 with something that is not what the route returns.
     BadReply(String),
+    /// Its reply was over the size limit of the route, in bytes; reading stopped there.
+    TooLarge(usize),
     /// Its registration does not publish this container port.
     Unpublished(u16),
 }
@@ -39,6 +41,7 @@ impl fmt::Display for Failure {
             Failure::Http { code, error } if error.is_empty() => write!(f, "HTTP {code}"),
             Failure::Http { code, error } => write!(f, "HTTP {code}: {error}"),
             Failure::BadReply(why) => write!(f, "unexpected reply ({why})"),
+            Failure::TooLarge(limit) => write!(f, "reply larger than {limit} bytes"),
             Failure::Unpublished(port) => write!(f, "does not publish port {port}"),
         }
     }
@@ -53,6 +56,7 @@ impl Failure {
             Failure::Timeout(_) => "timeout",
             Failure::Http { .. } => "http",
             Failure::BadReply(_) => "bad-reply",
+            Failure::TooLarge(_) => "too-large",
             Failure::Unpublished(_) => "unpublished",
         }
     }
@@ -71,6 +75,7 @@ impl From<ClientError> for Failure {
             ClientError::Unreachable { source, .. } => Failure::Unreachable(root_cause(&source)),
             ClientError::Timeout { timeout, .. } => Failure::Timeout(timeout),
             ClientError::BadReply { source, .. } => Failure::BadReply(root_cause(&source)),
+            ClientError::TooLarge { limit, .. } => Failure::TooLarge(limit),
         }
     }
 }
