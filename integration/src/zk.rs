@@ -136,6 +136,17 @@ impl ZkServer {
         self.spawn()
     }
 
+    /// Starts the server again on the same port with no data at all: ZooKeeper restored from
+    /// nothing (every session, node and sequence counter gone).
+    pub fn wipe_and_restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let data = self.dir.path().join("data");
+        if data.exists() {
+            fs::remove_dir_all(&data).context("wiping ZooKeeper's data")?;
+        }
+        self.spawn()
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
