@@ -11,14 +11,21 @@
 //!   timeout: hooks, sanity commands and the leader's probe all go through it.
 //! - [`stat`] is the one parser of `/proc/<pid>/stat` (pid, ppid, state), used by the reaper to
 //!   find zombie children and by tests and harnesses to walk process trees.
+//! - [`tree`] finds everything the pod started, whatever its session or group (its descendants,
+//!   and every process carrying the run's cookie in its environment), and [`tree::sweep`] ends
+//!   it at shutdown.
+//! - [`keeper`] is a tiny watcher process that ends the cookie's carriers when ochopod dies
+//!   without a shutdown (SIGKILL, abort), when ochopod is not PID 1.
 //! - [`lines`] reads a child's piped output line by line whatever it contains (invalid UTF-8,
 //!   endless lines) until EOF, so the child can never block on a full pipe.
 //!
 //! Linux only: `/proc`, process groups and `PR_SET_CHILD_SUBREAPER`.
 
+pub mod keeper;
 pub mod lines;
 pub mod reaper;
 pub mod shell;
 pub mod stat;
+pub mod tree;
 
 pub use shell::{run_shell, signal_group, Output, Shell, ShellError};

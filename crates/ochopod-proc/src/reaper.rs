@@ -57,15 +57,26 @@ pub struct Owned(i32);
 impl Drop for Owned {
     fn drop(&mut self) {
         owned().remove(&self.0);
+        if self.0 > 0 {
+            crate::keeper::report_group(self.0 as u32, false);
+        }
     }
 }
 
-/// Spawn through tokio with the pid registered before the reaper can see the child exit.
+/// Spawn through tokio with the pid registered before the reaper can see the child exit. The
+/// child leads a new process group, carries the run cookie and is reported to the keeper (see
+/// [`crate::tree`] and [`crate::keeper`]), so it ends with the pod however the pod ends.
 pub fn spawn(cmd: &mut tokio::process::Command) -> std::io::Result<(tokio::process::Child, Owned)> {
+    cmd.process_group(0);
+    crate::tree::mark(cmd);
     let mut set = owned();
     let child = cmd.spawn()?;
     let pid = child.id().map(|p| p as i32).unwrap_or(-1);
     set.insert(pid);
+    drop(set);
+    if pid > 0 {
+        crate::keeper::report_group(pid as u32, true);
+    }
     Ok((child, Owned(pid)))
 }
 

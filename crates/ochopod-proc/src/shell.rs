@@ -26,7 +26,7 @@ pub const MAX_CAPTURE: usize = 1 << 20;
 const AFTER_KILL: Duration = Duration::from_secs(5);
 
 /// A command to run with `sh -c`. The environment is the pod's own (inherited), plus [`env`],
-/// minus [`env_remove`] (which wins over both).
+/// minus [`env_remove`] (which wins over both), plus the run cookie (see [`crate::tree`]).
 ///
 /// [`env`]: Shell::env
 /// [`env_remove`]: Shell::env_remove
