@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use ochopod_api::Task;
 use ochopod_config::{Hook, Settings};
-use ochopod_core::events::EventBus;
+use ochopod_core::events::{Event, EventBus};
 use ochopod_core::ClusterView;
 use ochopod_proc::Shell;
 use serde::Serialize;
@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::machine::{Action, HookKind, Input, JobId, Machine, Policy};
-use crate::process::{http_client, run_sanity, run_shell, signal_group, spawn_child};
+use crate::process::{http_client, run_hook, run_sanity, signal_group, spawn_child};
 use crate::render::{base_dir, ochopod_env, pod_env, render, token_env, write_files, Rendered};
 
 pub struct Executor {
@@ -145,9 +145,17 @@ impl Executor {
                 }
                 let shell = self.shell(&h.command, h.timeout, env).stdin(stdin);
                 tracing::debug!(hook = hook.name(), "running hook");
-                let fut = async move { run_shell(&shell).await };
-                ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-                    if let Err(e) = &result {
+                let fut = async move { run_hook(&shell).await };
+                let timeout_ms = h.timeout.as_millis() as u64;
+                ctx.spawn(fut.into_actor(self).map(move |(result, cut), act, ctx| {
+                    if cut {
+                        tracing::warn!(
+                            hook = hook.name(),
+                            timeout_ms,
+                            "hook cut by its timeout: its process group was killed"
+                        );
+                        act.events.publish(Event::HookTimedOut { hook: hook.name().to_string(), timeout_ms });
+                    } else if let Err(e) = &result {
                         tracing::warn!(hook = hook.name(), error = %e, "hook failed");
                     }
                     act.drive(ctx, Input::HookDone { hook, result });

@@ -26,7 +26,9 @@
 //! `give_up_after` of them or after `retries` failed sanity checks. A failing `initialize` kills
 //! the pod (as the original); a failing render only fails the command (406), the pod stays.
 //! Stopping sends SIGTERM (or runs `tear_down`) to the process group, waits `grace`, then
-//! SIGKILLs the group unless `soft`.
+//! SIGKILLs the group unless `soft`; the stop is over once the child is gone and `tear_down` has
+//! ended (each hook is bounded by its own timeout; a cut one is reported as `hook_timed_out`), so
+//! `finalize` or a restart never overlaps it.
 
 pub mod actor;
 pub mod machine;

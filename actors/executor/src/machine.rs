@@ -362,6 +362,9 @@ pub struct Machine {
     /// A child was spawned at least once (the original's `pids > 0`): leader `on`s then start
     /// the process even with `start: false`.
     ever_spawned: bool,
+    /// `tear_down` runs: a stop is over only once it ended too, so nothing (`finalize`, a
+    /// restart, the pod's exit) overlaps it.
+    tearing_down: bool,
     consecutive_failures: u32,
     restarts: u64,
     sanity_streak: u32,
@@ -388,6 +391,7 @@ impl Machine {
             last_dependencies: None,
             newest_epoch: None,
             ever_spawned: false,
+            tearing_down: false,
             consecutive_failures: 0,
             restarts: 0,
             sanity_streak: 0,
@@ -724,7 +728,9 @@ impl Machine {
             Proc::Running { gen, pid, .. } => {
                 self.set_proc(Proc::Terminating { gen, pid, killed: false }, now, out);
                 if self.policy.hooks.tear_down {
+                    // Bounded by its own timeout; the grace runs meanwhile and bounds the child.
                     out.push(Action::RunHook { hook: HookKind::TearDown, view: self.last_view.clone(), stdin: None });
+                    self.tearing_down = true;
                 } else {
                     out.push(Action::Signal { pgid: pid, sig: Sig::Term });
                 }
@@ -735,6 +741,33 @@ impl Machine {
             Proc::Backoff { .. } => self.set_proc(Proc::Idle, now, out),
             Proc::Idle | Proc::Starting { .. } | Proc::Dead => {}
         }
+        if self.tearing_down {
+            self.wait(Wait::Stopped);
+        }
+    }
+
+    /// A stop is over when the child is gone (or left running, `soft`) and `tear_down` ended.
+    fn stopped(&mut self) {
+        let over = !self.tearing_down && !matches!(self.proc, Proc::Terminating { .. });
+        if over && self.waiting() == Some(&Wait::Stopped) {
+            self.resume();
+        }
+    }
+
+    /// `tear_down` ended (done, failed, or cut by its timeout). If it did not do its job and
+    /// the child still runs, SIGTERM it; the grace timer still bounds it.
+    fn tear_down_done(&mut self, result: Result<String, String>, out: &mut Vec<Action>) {
+        self.tearing_down = false;
+        if let Err(e) = &result {
+            match self.proc {
+                Proc::Terminating { pid, killed: false, .. } => {
+                    tracing::warn!(error = %e, "tear_down failed: sending SIGTERM to the process group");
+                    out.push(Action::Signal { pgid: pid, sig: Sig::Term });
+                }
+                _ => tracing::warn!(error = %e, "tear_down failed"),
+            }
+        }
+        self.stopped();
     }
 
     fn start(&mut self, restart: bool, manual: bool, now: Instant, out: &mut Vec<Action>) {
@@ -785,12 +818,16 @@ impl Machine {
     }
 
     fn on_hook_done(&mut self, hook: HookKind, result: Result<String, String>, out: &mut Vec<Action>) {
+        if hook == HookKind::TearDown && self.tearing_down {
+            self.tear_down_done(result, out);
+            return;
+        }
         let Some(Wait::Hook { hook: waited, fail, reply_output }) = self.waiting().cloned() else {
-            self.stray_hook(hook, result, out);
+            Self::stray_hook(hook);
             return;
         };
         if waited != hook {
-            self.stray_hook(hook, result, out);
+            Self::stray_hook(hook);
             return;
         }
         self.resume();
@@ -834,14 +871,9 @@ impl Machine {
         }
     }
 
-    /// A hook nobody waits for: only `tear_down` matters (fall back to SIGTERM if it failed).
-    fn stray_hook(&mut self, hook: HookKind, result: Result<String, String>, out: &mut Vec<Action>) {
-        if let (HookKind::TearDown, Err(e)) = (hook, &result) {
-            tracing::warn!(error = %e, "tear_down failed: sending SIGTERM to the process group");
-            if let Proc::Terminating { pid, .. } = self.proc {
-                out.push(Action::Signal { pgid: pid, sig: Sig::Term });
-            }
-        }
+    /// A hook nobody waits for (every hook is waited for: this is only defensive).
+    fn stray_hook(hook: HookKind) {
+        tracing::debug!(hook = hook.name(), "result of a hook nobody waits for ignored");
     }
 
     fn on_configured(&mut self, result: Result<(), String>, out: &mut Vec<Action>) {
@@ -919,9 +951,7 @@ impl Machine {
                     out.push(Action::Signal { pgid: pid, sig: Sig::Kill });
                 }
                 self.set_proc(Proc::Idle, now, out);
-                if self.waiting() == Some(&Wait::Stopped) {
-                    self.resume();
-                }
+                self.stopped();
             }
             _ => tracing::debug!(gen, "exit of a replaced child ignored"),
         }
@@ -957,9 +987,7 @@ impl Machine {
                 if self.policy.soft {
                     tracing::warn!(pid, "grace expired: soft, so no SIGKILL (leaking pid {pid})");
                     self.set_proc(Proc::Idle, now, out);
-                    if self.waiting() == Some(&Wait::Stopped) {
-                        self.resume();
-                    }
+                    self.stopped();
                 } else {
                     tracing::warn!(pid, "grace expired: SIGKILL to the process group");
                     self.proc = Proc::Terminating { gen, pid, killed: true };
@@ -1400,6 +1428,88 @@ mod tests {
         assert!(!a.iter().any(|a| matches!(a, Action::Signal { .. })));
         let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Err("exit 1".into()) });
         assert_eq!(a, vec![Action::Signal { pgid: 10, sig: Sig::Term }]);
+    }
+
+    fn tear_down_and_finalize() -> Policy {
+        let mut p = policy();
+        p.hooks.tear_down = true;
+        p.hooks.finalize = true;
+        p
+    }
+
+    fn runs(actions: &[Action], hook: HookKind) -> bool {
+        actions.iter().any(|a| matches!(a, Action::RunHook { hook: h, .. } if *h == hook))
+    }
+
+    #[test]
+    fn finalize_waits_for_a_tear_down_that_outlives_the_grace_and_the_child() {
+        let mut t = T::new(tear_down_and_finalize());
+        let gen = t.configure_and_run(10);
+        let a = t.input(Input::Shutdown { id: 99 });
+        assert!(runs(&a, HookKind::TearDown), "{a:?}");
+        assert!(a.contains(&Action::Arm { timer: Timer::Grace(gen), delay: Duration::from_millis(300) }), "{a:?}");
+        let a = t.input(Input::TimerFired(Timer::Grace(gen)));
+        assert_eq!(a, vec![Action::Signal { pgid: 10, sig: Sig::Kill }], "the grace still bounds the child");
+        let a = t.input(Input::Exited { gen, code: None, signal: Some(9) });
+        assert!(!runs(&a, HookKind::Finalize), "finalize overlaps tear_down: {a:?}");
+        assert_eq!(reply_of(&a, 99), None);
+        assert_eq!(t.state(), "stopped");
+        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Ok(String::new()) });
+        assert!(runs(&a, HookKind::Finalize), "{a:?}");
+        assert_eq!(reply_of(&a, 99), None, "finalize still runs");
+        let a = t.input(Input::HookDone { hook: HookKind::Finalize, result: Ok(String::new()) });
+        assert_eq!(reply_of(&a, 99), Some(Reply::Ok(json!({}))));
+        assert_eq!(t.state(), "dead");
+    }
+
+    #[test]
+    fn a_restart_waits_for_tear_down_too() {
+        let mut p = tear_down_and_finalize();
+        p.strict = true;
+        let mut t = T::new(p);
+        let gen = t.configure_and_run(10);
+        let (id, _) = t.send(Task::On, Some(payload(Some(2))));
+        let a = t.input(Input::Configured { result: Ok(()) });
+        assert!(runs(&a, HookKind::TearDown), "{a:?}");
+        let a = t.input(Input::Exited { gen, code: Some(0), signal: None });
+        assert!(spawn_gen(&a).is_none(), "started again while tear_down runs: {a:?}");
+        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Ok(String::new()) });
+        let gen = spawn_gen(&a).expect("started once tear_down ended");
+        let a = t.input(Input::Spawned { gen, pid: 11 });
+        assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+    }
+
+    #[test]
+    fn a_tear_down_cut_by_its_timeout_falls_back_to_sigterm_unless_the_child_was_killed() {
+        let mut t = T::new(tear_down_and_finalize());
+        let gen = t.configure_and_run(10);
+        t.input(Input::Shutdown { id: 99 });
+        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Err("timed out after 1s".into()) });
+        assert_eq!(a, vec![Action::Signal { pgid: 10, sig: Sig::Term }]);
+        let a = t.input(Input::Exited { gen, code: None, signal: Some(15) });
+        assert!(runs(&a, HookKind::Finalize), "{a:?}");
+
+        let mut t = T::new(tear_down_and_finalize());
+        let gen = t.configure_and_run(10);
+        t.input(Input::Shutdown { id: 99 });
+        t.input(Input::TimerFired(Timer::Grace(gen)));
+        t.input(Input::Exited { gen, code: None, signal: Some(9) });
+        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Err("timed out after 1s".into()) });
+        assert!(!a.iter().any(|a| matches!(a, Action::Signal { .. })), "the group is gone already: {a:?}");
+        assert!(runs(&a, HookKind::Finalize), "{a:?}");
+    }
+
+    #[test]
+    fn with_soft_the_stop_still_waits_for_tear_down() {
+        let mut p = tear_down_and_finalize();
+        p.soft = true;
+        let mut t = T::new(p);
+        let gen = t.configure_and_run(10);
+        t.input(Input::Shutdown { id: 99 });
+        let a = t.input(Input::TimerFired(Timer::Grace(gen)));
+        assert!(!runs(&a, HookKind::Finalize), "{a:?}");
+        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Ok(String::new()) });
+        assert!(runs(&a, HookKind::Finalize), "{a:?}");
     }
 
     #[test]

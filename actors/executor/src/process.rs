@@ -9,7 +9,7 @@ use std::process::Stdio;
 use nix::sys::signal::Signal;
 use ochopod_config::SanityCheck;
 use ochopod_proc::lines::{for_each_line, MAX_LINE};
-use ochopod_proc::{reaper, Shell};
+use ochopod_proc::{reaper, Output, Shell, ShellError};
 use serde_json::Value;
 use tokio::io::BufReader;
 use tokio::process::{Child, Command};
@@ -31,7 +31,18 @@ fn tail(bytes: &[u8]) -> String {
 /// Run a hook or a sanity command (see [`Shell`]: own process group, group killed on timeout).
 /// `Ok(stdout)` on exit 0, else what went wrong with the end of stderr.
 pub async fn run_shell(shell: &Shell) -> Result<String, String> {
-    match shell.run().await {
+    describe(shell.run().await)
+}
+
+/// Run a hook as [`run_shell`]; also says whether its timeout cut it off.
+pub async fn run_hook(shell: &Shell) -> (Result<String, String>, bool) {
+    let out = shell.run().await;
+    let cut = matches!(out, Err(ShellError::TimedOut(_)));
+    (describe(out), cut)
+}
+
+fn describe(out: Result<Output, ShellError>) -> Result<String, String> {
+    match out {
         Ok(out) if out.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
         Ok(out) => {
             let err = tail(&out.stderr);
@@ -98,6 +109,7 @@ pub fn spawn_child(
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"));
     };
     let mut cmd = Command::new(program);
+    // Exactly `env`, plus the run cookie that `reaper::spawn` adds (see `ochopod_proc::tree`).
     cmd.args(args).env_clear().envs(env).stdin(Stdio::null()).process_group(0).kill_on_drop(true);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);

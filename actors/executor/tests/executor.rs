@@ -455,3 +455,37 @@ fn tear_down_replaces_sigterm() {
         assert_eq!(status(&addr).await.last_exit, Some(0));
     });
 }
+
+#[test]
+fn finalize_starts_after_a_tear_down_that_outlives_the_grace_and_its_cut_is_an_event() {
+    run(async {
+        let mut f = Fixture::new("");
+        let (done, cut, finalized) = (f.path("tear_down.done"), f.path("tear_down.cut"), f.path("finalize.start"));
+        // tear_down stops the child at once, keeps working past the grace, then hangs until its
+        // timeout cuts it off; finalize records when it starts.
+        let tear_down = format!(
+            "kill -TERM $OCHOPOD_PID; sleep 1; date +%s%N > {}; sleep 30; touch {}",
+            done.display(),
+            cut.display()
+        );
+        f.settings.hooks.tear_down = Some(ochopod_config::Hook { command: tear_down, timeout: Duration::from_secs(2) });
+        f.settings.hooks.finalize = Fixture::hook(&format!("date +%s%N > {}", finalized.display()));
+        f.process().grace = Duration::from_millis(300);
+        let (addr, events) = f.start();
+        let mut rx = events.subscribe();
+        assert_eq!(send(&addr, Task::On, Some(payload(None))).await, ok());
+        f.wait_records("start", WAIT, |r| !r.is_empty()).await;
+        let started = Instant::now();
+        addr.send(Shutdown).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(2), "the shutdown did not wait for tear_down");
+        let ns = |p: &std::path::Path| -> u128 {
+            std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().parse().unwrap()
+        };
+        assert!(ns(&finalized) > ns(&done), "finalize started while tear_down still ran");
+        assert!(!cut.exists(), "tear_down ran past its timeout");
+        let timed_out: Vec<Event> =
+            drain(&mut rx).into_iter().filter(|e| matches!(e, Event::HookTimedOut { .. })).collect();
+        assert_eq!(timed_out, [Event::HookTimedOut { hook: "tear_down".into(), timeout_ms: 2000 }]);
+        assert_eq!(status(&addr).await.process, "dead");
+    });
+}
