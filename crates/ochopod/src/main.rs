@@ -15,6 +15,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `ochopod run` re-executes itself as its keeper (see ochopod_proc::keeper): before clap, so
+    // the keeper stays tiny and the argument stays out of the help.
+    if std::env::args_os().nth(1).is_some_and(|a| a == ochopod_proc::keeper::ARG) {
+        return ochopod_proc::keeper::main();
+    }
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Run(args) => run::main(args, cli.verbose, cli.log_format),

@@ -5,9 +5,13 @@
 //! anything else. The leader reaches every pod, itself included, over HTTP like the original.
 //!
 //! Shutdown (SIGTERM/SIGINT, the only signals we own): stop accepting control requests → tear
-//! the child down with its grace → `finalize` → release the leader's lock and watches → close
-//! the ZooKeeper session while the runtime is alive (peers fail over at once instead of waiting
-//! for the session to expire) → exit 0.
+//! the child down with its grace (and `tear_down` to its end) → `finalize` → release the
+//! leader's lock and watches → end whatever the pod still runs (a daemon the child detached, a
+//! hook's background job, the probe) → close the ZooKeeper session while the runtime is alive
+//! (peers fail over at once instead of waiting for the session to expire) → exit 0.
+//!
+//! Dying any other way (SIGKILL, an abort) runs none of this: when ochopod is not PID 1 a keeper
+//! process, started first, ends what it left (see `ochopod_proc::keeper`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,10 +40,58 @@ pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
     };
     let ring = LogRing::new(settings.control.log_lines);
     crate::logging::init(verbose, settings.debug, format, ring.clone());
+    keep();
     ochopod_proc::reaper::install();
 
     actix::System::new().block_on(run(settings, ring))
 }
+
+/// Mark everything this run will start with a fresh cookie and, unless we are PID 1 (whose
+/// death ends the PID namespace), start the keeper that ends it all if we die without a
+/// shutdown. Before anything is spawned.
+fn keep() {
+    use ochopod_proc::{keeper, tree};
+    let cookie = match tree::new_cookie() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no run cookie: what the pod starts cannot be found once re-parented");
+            return;
+        }
+    };
+    tree::set_cookie(cookie.clone());
+    if nix::unistd::getpid().as_raw() == 1 {
+        return;
+    }
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| std::path::PathBuf::from("/proc/self/exe"));
+    match keeper::start(&exe, &cookie) {
+        Ok(pid) => tracing::debug!(pid, "keeper started"),
+        Err(e) => tracing::warn!(error = %e, "cannot start the keeper: if ochopod is killed, its children outlive it"),
+    }
+}
+
+/// How long the executor's shutdown may take: the command in progress (a hook, or a stop with
+/// its `tear_down` and grace), then the stop (grace and `tear_down` run side by side, and the
+/// stop ends when both are over), then `finalize`, each hook bounded by its own timeout, plus a
+/// margin for collecting killed groups. Past it the executor is stuck and the sweep ends it all.
+fn executor_bound(settings: &ochopod_config::Settings) -> Duration {
+    let h = &settings.hooks;
+    let timeout = |hook: &Option<ochopod_config::Hook>| hook.as_ref().map(|h| h.timeout).unwrap_or_default();
+    let grace = settings.process.as_ref().map(|p| p.grace).unwrap_or_default();
+    let stop = grace.max(timeout(&h.tear_down));
+    let in_progress = [&h.initialize, &h.can_configure, &h.configured, &h.signaled]
+        .into_iter()
+        .map(timeout)
+        .max()
+        .unwrap_or_default()
+        .max(stop);
+    in_progress + stop + timeout(&h.finalize) + Duration::from_secs(15)
+}
+
+/// After the executor's `SIGTERM`, how long leftovers get before `SIGKILL`.
+const SWEEP_GRACE: Duration = Duration::from_secs(2);
 
 async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode {
     // The handlers come first: as PID 1 an unhandled SIGTERM is ignored by the kernel, and
@@ -149,13 +201,23 @@ async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode
     if let Some(handle) = handle {
         handle.stop(true).await;
     }
-    // The executor waits out the process grace itself; the bound here only guards a stuck hook.
-    let grace = settings.process.as_ref().map(|p| p.grace).unwrap_or_default();
-    let bound = grace + Duration::from_secs(35);
+    // The executor waits out the grace and every hook itself; the bound only guards a stuck one.
+    let bound = executor_bound(&settings);
     if tokio::time::timeout(bound, executor.send(ochopod_executor::Shutdown)).await.is_err() {
-        tracing::warn!("the executor did not finish its shutdown in time");
+        tracing::warn!(bound_ms = bound.as_millis() as u64, "the executor did not finish its shutdown in time");
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), leader.send(ochopod_leader::Shutdown)).await;
+    // Before the session closes: peers must not fail over while something of ours still runs.
+    let spare: Vec<i32> = ochopod_proc::keeper::pid().map(|p| p as i32).into_iter().collect();
+    let swept = ochopod_proc::tree::sweep(ochopod_proc::tree::cookie(), &spare, SWEEP_GRACE).await;
+    if !swept.found.is_empty() {
+        tracing::warn!(
+            found = ?swept.found,
+            killed = ?swept.killed,
+            survivors = ?swept.survivors,
+            "ended processes the pod had left running"
+        );
+    }
     // Generous: the session tells its subscribers, deletes its node (bounded by its operation
     // timeout when ZooKeeper is slow) and waits for the close. Returning before it is done would
     // drop the client after the runtime stops: no close, and peers wait for the session to expire.
