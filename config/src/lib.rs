@@ -50,6 +50,7 @@ pub mod settings;
 pub mod zk;
 
 mod display;
+mod guard;
 mod validate;
 
 pub use display::to_display_yaml;
@@ -79,6 +80,13 @@ pub fn load(path: &Path, env: &Env) -> Result<Settings, ConfigError> {
 /// Same as [`load`] for YAML text already read (`source` names it in errors).
 pub fn parse_str(source: &Path, text: &str, env: &Env) -> Result<Settings, ConfigError> {
     let file = source.display().to_string();
+    guard::check(text).map_err(|(line, column, message)| ConfigError {
+        file: file.clone(),
+        line,
+        column,
+        field: String::new(),
+        message,
+    })?;
     let raw: raw::RawPod = if locate::is_blank(text) {
         // yaml_serde reports an empty document as "EOF while parsing"; what is really missing is
         // `cluster`, which validation says with a position.

@@ -92,6 +92,8 @@ pub struct RawRestart {
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     pub path: Option<PathBuf>,
+    /// Says that an absolute `path` is meant: files are otherwise written inside the pod's folder.
+    pub absolute: Option<bool>,
     pub template: Option<String>,
     pub mode: Option<Mode>,
 }

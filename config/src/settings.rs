@@ -33,6 +33,10 @@ pub struct Settings {
     pub files: Vec<FileTemplate>,
     pub hooks: Hooks,
     pub control: ControlSettings,
+    /// What is accepted but should be fixed (a token file others can read…), said once the
+    /// logs are up (`run`) or on stderr (`validate`).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

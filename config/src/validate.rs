@@ -127,7 +127,8 @@ pub(crate) fn validate(source: &Path, text: &str, raw: RawPod, env: &Env) -> Res
     };
     let files = files(&ctx, raw.files.unwrap_or_default())?;
     let hooks = hooks(&ctx, raw.hooks.unwrap_or_default())?;
-    let control = control(&ctx, raw.control.unwrap_or_default())?;
+    let mut warnings = Vec::new();
+    let control = control(&ctx, raw.control.unwrap_or_default(), &mut warnings)?;
 
     Ok(Settings {
         source: source.to_path_buf(),
@@ -145,6 +146,7 @@ pub(crate) fn validate(source: &Path, text: &str, raw: RawPod, env: &Env) -> Res
         files,
         hooks,
         control,
+        warnings,
     })
 }
 
@@ -332,6 +334,22 @@ fn files(ctx: &Ctx, raw: Vec<RawFile>) -> Result<Vec<FileTemplate>> {
             Some(_) => return Err(ctx.err(&at.key("path"), "must not be empty: expected the file to write")),
             None => return Err(ctx.err(&at.key("path"), "is required: expected the file to write")),
         };
+        if path.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(ctx.err(
+                &at.key("path"),
+                format!("`{}` goes up with `..`: files are written inside the pod's folder", path.display()),
+            ));
+        }
+        if path.is_absolute() && f.absolute != Some(true) {
+            return Err(ctx.err(
+                &at.key("path"),
+                format!(
+                    "`{}` is absolute: files are written inside the pod's folder; \
+                     add `absolute: true` to this file to write there on purpose",
+                    path.display()
+                ),
+            ));
+        }
         let Some(template) = f.template else {
             return Err(ctx.err(&at.key("template"), "is required: expected the file's content (a template)"));
         };
@@ -408,7 +426,31 @@ fn pem_file(ctx: &Ctx, at: &FieldPath, file: PathBuf, kind: Pem) -> Result<PathB
     }
 }
 
-fn control(ctx: &Ctx, raw: RawControl) -> Result<ControlSettings> {
+/// Longest token file read: a token is a line, `/dev/zero` must not fill the memory.
+const TOKEN_FILE_MAX: u64 = 64 * 1024;
+
+/// The token file's text, and whether others than its owner may read it. Only a regular file is
+/// opened (a FIFO would block `validate` forever, a device never end), and only so much is read.
+fn read_token_file(path: &Path) -> std::result::Result<(String, bool), String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+
+    let cannot = |e: std::io::Error| format!("cannot read the token file {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(format!("the token file {} is not a regular file", path.display()));
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(TOKEN_FILE_MAX + 1).read_to_end(&mut bytes).map_err(cannot)?;
+    if bytes.len() as u64 > TOKEN_FILE_MAX {
+        return Err(format!("the token file {} is larger than {TOKEN_FILE_MAX} bytes", path.display()));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("the token file {} is not UTF-8 text", path.display()))?;
+    Ok((text, meta.permissions().mode() & 0o077 != 0))
+}
+
+fn control(ctx: &Ctx, raw: RawControl, warnings: &mut Vec<String>) -> Result<ControlSettings> {
     let path = FieldPath::root().key("control");
     let (token, token_source) = match (raw.token_file, raw.token_env) {
         (Some(_), Some(_)) => {
@@ -417,8 +459,14 @@ fn control(ctx: &Ctx, raw: RawControl) -> Result<ControlSettings> {
         (Some(file), None) => {
             let at = path.key("token_file");
             let full = if file.is_relative() { ctx.dir.join(&file) } else { file };
-            let text = std::fs::read_to_string(&full)
-                .map_err(|e| ctx.err(&at, format!("cannot read the token file {}: {e}", full.display())))?;
+            let (text, loose) = read_token_file(&full).map_err(|e| ctx.err(&at, e))?;
+            if loose {
+                warnings.push(format!(
+                    "{}: {at}: the token file {} can be read by other users (chmod 600 it)",
+                    ctx.file,
+                    full.display()
+                ));
+            }
             let token = text.trim();
             if token.is_empty() {
                 return Err(ctx.err(&at, format!("the token file {} is empty", full.display())));

@@ -61,6 +61,7 @@ fn minimal_declaration_gets_every_default() {
             body_limit: defaults::BODY_LIMIT,
             log_lines: defaults::LOG_LINES,
         },
+        warnings: vec![],
     };
     assert_eq!(s, expected);
 }
@@ -165,6 +166,38 @@ fn token_from_env_and_its_errors() {
         err("cluster: c\ncontrol:\n  protect_reads: true", &Env::new()),
         "pod.yaml:3:18: control.protect_reads: needs a token: set `token_file` or `token_env`"
     );
+}
+
+#[test]
+fn token_files_are_bounded_regular_files_and_loose_ones_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("pod.yaml");
+    std::fs::write(&yaml, "cluster: c\ncontrol: { token_file: token }\n").unwrap();
+    let token = dir.path().join("token");
+
+    std::fs::write(&token, "abc\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(load(&yaml, &Env::new()).unwrap().warnings, Vec::<String>::new());
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let warnings = load(&yaml, &Env::new()).unwrap().warnings;
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("can be read by other users") && !warnings[0].contains("abc"), "{warnings:?}");
+
+    std::fs::write(&token, "x".repeat(100_000)).unwrap();
+    let e = load(&yaml, &Env::new()).unwrap_err();
+    assert!(e.message.contains("larger than 65536 bytes"), "{e}");
+
+    // A FIFO nobody writes to used to block here forever.
+    std::fs::remove_file(&token).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&token).status().expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let y = yaml.clone();
+    std::thread::spawn(move || tx.send(load(&y, &Env::new()).map_err(|e| e.to_string())).unwrap());
+    let e = rx.recv_timeout(Duration::from_secs(10)).expect("validation returned").unwrap_err();
+    assert!(e.contains("is not a regular file"), "{e}");
 }
 
 #[test]

@@ -9,10 +9,14 @@ use crate::cli::{RenderArgs, ValidateArgs};
 
 fn load(path: &std::path::Path) -> Result<ochopod_config::Settings, ExitCode> {
     let env = ochopod_config::process_env();
-    ochopod_config::load(path, &env).map_err(|e| {
+    let settings = ochopod_config::load(path, &env).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
-    })
+    })?;
+    for warning in &settings.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(settings)
 }
 
 pub fn validate(args: ValidateArgs) -> ExitCode {

@@ -81,6 +81,7 @@ pub fn settings(namespace: &str, cluster: &str, damper: Duration) -> Settings {
             body_limit: 1 << 20,
             log_lines: 100,
         },
+        warnings: vec![],
     }
 }
 
