@@ -57,6 +57,7 @@ pub fn settings(command: Option<&str>) -> Settings {
             body_limit: 1 << 20,
             log_lines: 100,
         },
+        warnings: vec![],
     }
 }
 
