@@ -186,7 +186,8 @@ async fn finalize_starts_only_after_tear_down_ended_and_a_cut_tear_down_is_repor
     let (start, end, fin) = (ns("td.start"), ns("td.end"), ns("fin.start"));
     assert!(fin > end, "finalize started {} ms before tear_down's work ended", (end - fin.min(end)) / 1_000_000);
     assert!(
-        fin - start >= 4_000_000_000,
+        // Well past tear_down's work (2 s): its 4 s timeout, less the shell's start-up.
+        fin - start >= 3_500_000_000,
         "finalize started {} ms after tear_down, before its timeout",
         (fin - start) / 1_000_000
     );
