@@ -51,6 +51,9 @@ pub fn build_info(identity: &Registration, dependencies: &[String], uptime: Dura
         uptime: Some((uptime.as_millis() as f64) / 1000.0),
         restarts: ex.map(|e| e.restarts),
         epoch: ex.and_then(|e| e.epoch),
+        // Not reported yet: the executor and the leader do not expose them (issue 13, item 12).
+        sanity: None,
+        probe: None,
         extra,
     }
 }

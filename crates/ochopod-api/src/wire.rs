@@ -79,6 +79,19 @@ pub mod status {
     pub const HOOK_FAILURE: u16 = 500;
 }
 
+/// The values of [`Info::sanity`] and [`Info::probe`].
+pub mod health {
+    /// The last check (since the process started, or the last probe since the last round)
+    /// succeeded.
+    pub const PASSING: &str = "passing";
+    /// The last one failed.
+    pub const FAILING: &str = "failing";
+    /// None has finished yet (since the process started; since the last round for the probe).
+    pub const PENDING: &str = "pending";
+    /// None is declared.
+    pub const NONE: &str = "none";
+}
+
 /// Every error response: `{"error": "<what is wrong>"}` plus optional details.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -145,6 +158,14 @@ pub struct Info {
     /// The newest configuration epoch this pod accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// The pod's sanity check right now (see [`health`]): `passing`, `failing`, `pending` or
+    /// `none`. Absent from pods that do not report it (original pods, older ochopod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanity: Option<String>,
+    /// On the leader, its probe right now (see [`health`]): `passing`, `failing`, `pending` or
+    /// `none`. Absent on followers and from pods that do not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
     #[serde(flatten, default)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -169,5 +190,16 @@ mod tests {
         let i: Info = serde_json::from_str(js).unwrap();
         assert_eq!(i.process, "running");
         assert_eq!(i.seq, None);
+        assert_eq!((i.sanity, i.probe), (None, None));
+        assert!(i.extra.is_empty());
+    }
+
+    #[test]
+    fn health_fields_are_optional_and_round_trip() {
+        let i = Info { sanity: Some(health::FAILING.into()), ..Default::default() };
+        let js = serde_json::to_value(&i).unwrap();
+        assert_eq!(js["sanity"], "failing");
+        assert!(js.get("probe").is_none(), "{js}");
+        assert_eq!(serde_json::from_value::<Info>(js).unwrap(), i);
     }
 }

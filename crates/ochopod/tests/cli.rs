@@ -386,6 +386,101 @@ async fn wait_returns_once_the_cluster_is_settled_and_fails_on_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_healthy_also_needs_passing_sanity_checks_and_probe() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    // A real pod whose probe fails until `probe.ok` exists in its folder.
+    let probe = "  probe:\n    command: test -f probe.ok && echo fine || { echo down >&2; exit 1; }\n    every: 1s";
+    let pod = start_pod(&zk, &simple_yaml("web", probe));
+    wait_settled(&[&pod], 1, SETTLE).await;
+    pod.wait_info("the probe to fail", Duration::from_secs(20), |i| {
+        if i.status == "* down" {
+            Ok(())
+        } else {
+            Err(format!("status {:?}", i.status))
+        }
+    })
+    .await
+    .unwrap();
+    let plain = ochopod(&zk, &["wait", "web", "-c", "1", "-t", "10s"]);
+    assert_eq!(plain.code, Some(0), "{plain:?}");
+    let unhealthy = ochopod(&zk, &["wait", "web", "-c", "1", "-t", "2s", "--healthy"]);
+    assert_eq!(unhealthy.code, Some(1), "{unhealthy:?}");
+    assert!(unhealthy.stderr.contains("timed out after 2s") && unhealthy.stderr.contains("probe failing (* down)"));
+    std::fs::write(pod.dir.path().join("probe.ok"), "").unwrap();
+    let healthy = ochopod(&zk, &["wait", "web", "-c", "1", "-t", "30s", "--healthy"]);
+    assert_eq!(healthy.code, Some(0), "{healthy:?}");
+    assert!(healthy.stdout.contains("test.web 1/1 running") && healthy.stdout.contains("(healthy)"), "{healthy:?}");
+
+    // Pods that report their sanity check (`sanity` in /info): one fails, then passes.
+    let leader = InfoPod::start(json!({"process": "running", "state": "leader", "status": "ok",
+        "sanity": "passing", "probe": "passing"}));
+    let follower = InfoPod::start(json!({"process": "running", "state": "follower", "sanity": "failing"}));
+    let client = Client::connect(&zk.connect_string()).await.expect("connect");
+    let dir = "/ochopod/clusters/test.api/pods";
+    client.mkdir(dir, &CreateMode::Persistent.with_acls(Acls::anyone_all())).await.unwrap();
+    for (n, p) in [(1, &leader), (2, &follower)] {
+        let reg = json!({"ip": "127.0.0.1", "port": "8080", "ports": {"8080": p.port}, "seq": n,
+            "cluster": "api", "namespace": "test"});
+        let mode = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+        client.create(&format!("{dir}/u{n}."), reg.to_string().as_bytes(), &mode).await.unwrap();
+    }
+    let plain = ochopod(&zk, &["wait", "api", "-c", "2", "-t", "10s"]);
+    assert_eq!(plain.code, Some(0), "{plain:?}");
+    let unhealthy = ochopod(&zk, &["wait", "api", "-c", "2", "-t", "2s", "--healthy"]);
+    assert_eq!(unhealthy.code, Some(1), "{unhealthy:?}");
+    assert!(unhealthy.stderr.contains("test.api: sanity failing on #2"), "{unhealthy:?}");
+    follower.set("sanity", json!("passing"));
+    let healthy = ochopod(&zk, &["wait", "api", "-c", "2", "-t", "10s", "--healthy"]);
+    assert_eq!(healthy.code, Some(0), "{healthy:?}");
+    drop(client);
+}
+
+/// A pod that answers every request with its `/info`, whose fields the test may change.
+struct InfoPod {
+    port: u16,
+    info: Arc<Mutex<Value>>,
+}
+
+impl InfoPod {
+    fn start(info: Value) -> InfoPod {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let info = Arc::new(Mutex::new(info));
+        let current = info.clone();
+        // Detached: it only accepts on its own port and dies with the test process.
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let _ = reader.read_exact(&mut vec![0u8; length]);
+                let text = current.lock().unwrap().to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            }
+        });
+        InfoPod { port, info }
+    }
+
+    fn set(&self, key: &str, value: Value) {
+        self.info.lock().unwrap()[key] = value;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_that_do_not_answer_are_reported_and_fail_the_command() {
     let zk = ZkServer::start().expect("ZooKeeper");
     let pods: Vec<Pod> = (0..2).map(|_| start_pod(&zk, &simple_yaml("web", ""))).collect();

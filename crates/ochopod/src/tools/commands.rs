@@ -8,7 +8,7 @@ use ochopod_api::{Info, PodClient, Task};
 use serde_json::{json, Value};
 
 use super::discovery::{select_seqs, Found, PodEntry, Zk, ZkTarget};
-use super::fanout::{accept, failures, fan_out, verdict, Failed, Failure, PodResult};
+use super::fanout::{accept, failures, fan_out, printable, unaddressed, verdict, Failed, Failure, PodResult};
 use super::views::{self, document, pod_json};
 use super::wait::{globs_text, judge, ready_line};
 use super::{Common, Tool};
@@ -197,7 +197,12 @@ async fn info(globs: &[String], seq: &[u64], common: &Common) -> ExitCode {
 }
 
 fn header(pod: &PodEntry) -> String {
-    format!("== {} ({}) ==", pod.key(), pod.address.as_deref().unwrap_or("no control port"))
+    let place = match (&pod.address, &pod.invalid) {
+        (Some(a), _) => a.as_str(),
+        (None, Some(_)) => "invalid registration",
+        (None, None) => "no control port",
+    };
+    format!("== {} ({place}) ==", pod.key())
 }
 
 async fn poll(globs: &[String], seq: &[u64], common: &Common) -> ExitCode {
@@ -232,7 +237,10 @@ async fn port(a: super::PortArgs) -> ExitCode {
     let failed: Vec<Failed> = rows
         .iter()
         .filter(|r| r.port.is_none())
-        .map(|r| Failed { pod: r.pod.clone(), failure: Failure::Unpublished(a.port) })
+        .map(|r| Failed {
+            pod: r.pod.clone(),
+            failure: if r.pod.invalid.is_some() { unaddressed(&r.pod) } else { Failure::Unpublished(a.port) },
+        })
         .collect();
     if a.common.json {
         print_json(&document("pods", views::port_json(&rows), &failed, &t.problems));
@@ -495,6 +503,11 @@ async fn reconfigure(a: super::ReconfigureArgs) -> ExitCode {
             None => problems.push(format!("{cluster}: no pod answers /info, so no leader to ask")),
         }
     }
+    // A follower's 409 names the leader, but a reply is the peer's word: only an address that
+    // passed validation as a registered pod of the same cluster is followed (with the token).
+    let known: std::collections::BTreeMap<String, String> =
+        t.found.pods.iter().filter_map(|p| Some((p.address.clone()?, p.cluster.clone()))).collect();
+    let known = &known;
     let timeout = a.timeout;
     let results = fan_out(&targets, timeout * 2 + Duration::from_secs(2), |address| {
         let client = client.clone();
@@ -502,6 +515,15 @@ async fn reconfigure(a: super::ReconfigureArgs) -> ExitCode {
             let reply = client.call(&address, "reconfigure", None, timeout).await?;
             let named = reply.body.get("leader").and_then(Value::as_str).map(str::to_string);
             match (reply.code, named) {
+                (409, Some(leader)) if leader != address && known.get(&leader) != known.get(&address) => {
+                    Err(Failure::Http {
+                        code: 409,
+                        error: format!(
+                            "not the leader; the leader it names, \"{}\", is no registered pod of this cluster (not followed)",
+                            printable(&leader, 64)
+                        ),
+                    })
+                }
                 (409, Some(leader)) if leader != address => {
                     accept(client.call(&leader, "reconfigure", None, timeout).await?, &[200])
                 }
@@ -557,7 +579,7 @@ async fn wait(a: super::WaitArgs) -> ExitCode {
         let poll = async {
             let found = zk.find(&a.clusters).await?;
             let results = infos(&client, &found.pods, pod_timeout).await;
-            judge(&a.clusters, &found.clusters, &results, a.count)
+            judge(&a.clusters, &found.clusters, &results, a.count, a.healthy)
         };
         // A ZooKeeper that stopped answering must not hold the tool past its deadline.
         let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
@@ -595,7 +617,8 @@ async fn wait(a: super::WaitArgs) -> ExitCode {
                 doc["elapsed"] = json!(elapsed);
                 print_json(&doc);
             } else {
-                println!("ready after {elapsed:.1}s: {}", ready_line(&rows));
+                let healthy = if a.healthy { " (healthy)" } else { "" };
+                println!("ready after {elapsed:.1}s: {}{healthy}", ready_line(&rows));
             }
             ExitCode::SUCCESS
         }

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use ochopod_core::{paths, Registration};
+use ochopod_core::{paths, InvalidRegistration, Registration};
 use ochopod_zk::{scan_pods, timed, ConnectOptions, SkipReason};
 use serde::Serialize;
 use zookeeper_client::Client;
@@ -51,19 +51,32 @@ pub struct PodEntry {
     pub seq: u64,
     /// The pod's key: the uuid part of its node name.
     pub uuid: String,
-    /// Where its control API answers (`None` when it publishes no control port).
+    /// Where its control API answers: only for a registration that passed
+    /// [`Registration::validate`], so that no request (and no token) ever goes to an address an
+    /// attacker spelled into the registration. `None` when it publishes no control port or is
+    /// invalid.
     pub address: Option<String>,
+    /// Why the registration cannot be used, when it cannot (a missing control port is not
+    /// counted here: it is [`address`](Self::address) `None` alone, as it always was).
+    #[serde(skip)]
+    pub invalid: Option<InvalidRegistration>,
     #[serde(skip)]
     pub registration: Registration,
 }
 
 impl PodEntry {
     pub fn from_node(cluster: &str, node_name: &str, registration: Registration) -> PodEntry {
+        let (address, invalid) = match registration.validate(FALLBACK_CONTROL_PORT) {
+            Ok(address) => (Some(address), None),
+            Err(InvalidRegistration::NoControlPort(_)) => (None, None),
+            Err(why) => (None, Some(why)),
+        };
         PodEntry {
             cluster: cluster.to_string(),
             seq: registration.seq,
             uuid: paths::pod_key(node_name).to_string(),
-            address: registration.control_address(FALLBACK_CONTROL_PORT),
+            address,
+            invalid,
             registration,
         }
     }
@@ -235,6 +248,21 @@ mod tests {
         let reg = ochopod_zk::parse_registration("u.0000000042", b"{}").unwrap();
         let bare = PodEntry::from_node("a.b", "u.0000000042", reg);
         assert_eq!((bare.seq, bare.address), (42, None));
+    }
+
+    #[test]
+    fn an_invalid_registration_gets_no_address_and_says_why() {
+        let mut p = pod("demo.web", 3);
+        p.registration.ip = "127.0.0.1:18099/steal?".into();
+        let p = PodEntry::from_node("demo.web", "u.0000000003", p.registration);
+        assert_eq!(p.address, None);
+        let why = p.invalid.expect("invalid").to_string();
+        assert!(why.contains("`ip`") && why.contains("steal?"), "{why}");
+        // No control port published: no address, as before, and not called invalid.
+        let mut reg = pod("demo.web", 4).registration;
+        reg.ports.clear();
+        let portless = PodEntry::from_node("demo.web", "u.0000000004", reg);
+        assert_eq!((portless.address, portless.invalid), (None, None));
     }
 
     #[test]

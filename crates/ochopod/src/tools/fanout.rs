@@ -17,6 +17,8 @@ use super::discovery::PodEntry;
 pub enum Failure {
     /// Its registration publishes no control port.
     NoAddress,
+    /// Its registration failed validation (the reason, values escaped): nothing is sent to it.
+    Invalid(String),
     Unreachable(String),
     Timeout(Duration),
     /// It answered with an error status.
@@ -36,6 +38,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::NoAddress => f.write_str("registers no control port"),
+            Failure::Invalid(why) => write!(f, "invalid registration: {why}"),
             Failure::Unreachable(why) => write!(f, "unreachable ({why})"),
             Failure::Timeout(t) => write!(f, "no reply within {t:?}"),
             Failure::Http { code, error } if error.is_empty() => write!(f, "HTTP {code}"),
@@ -52,6 +55,7 @@ impl Failure {
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::NoAddress => "no-address",
+            Failure::Invalid(_) => "invalid-registration",
             Failure::Unreachable(_) => "unreachable",
             Failure::Timeout(_) => "timeout",
             Failure::Http { .. } => "http",
@@ -91,12 +95,35 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The error a pod put in its reply: `{"error": "..."}` from our pods, `{}` from the original.
+/// Cut and escaped: it is the peer's text, printed to a terminal.
 pub fn reply_error(body: &Value) -> String {
     match body.get("error") {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => printable(s, MAX_SHOWN),
         _ if body.is_null() || body.as_object().is_some_and(|o| o.is_empty()) => String::new(),
-        _ => body.to_string(),
+        _ => printable(&body.to_string(), MAX_SHOWN),
     }
+}
+
+/// The most characters of a peer's text shown in a report line.
+pub const MAX_SHOWN: usize = 300;
+
+/// `text` with control characters escaped (`\u{1b}`, `\n`) and cut after `max` characters
+/// (marked `…`): what a peer or a registration says may be shown, never interpreted by the
+/// terminal, and never at unbounded length.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A reply whose code is in `accepted` is a success; anything else is a [`Failure::Http`].
@@ -126,7 +153,7 @@ where
         let fut = pod.address.clone().map(&call);
         async move {
             let result = match fut {
-                None => Err(Failure::NoAddress),
+                None => Err(unaddressed(pod)),
                 Some(fut) => match tokio::time::timeout(limit, fut).await {
                     Ok(r) => r,
                     Err(_) => Err(Failure::Timeout(limit)),
@@ -136,6 +163,14 @@ where
         }
     });
     futures::future::join_all(calls).await
+}
+
+/// Why a pod without an address cannot be asked anything.
+pub fn unaddressed(pod: &PodEntry) -> Failure {
+    match &pod.invalid {
+        Some(why) => Failure::Invalid(why.to_string()),
+        None => Failure::NoAddress,
+    }
 }
 
 /// A pod that did not succeed, for the report and `--json`.
@@ -208,6 +243,7 @@ mod tests {
             seq,
             uuid: format!("u{seq}"),
             address: address.map(str::to_string),
+            invalid: None,
             registration: Registration::default(),
         }
     }
@@ -245,6 +281,32 @@ mod tests {
         assert_eq!(failed[1].line(), "test.web #3 (slow:1): no reply within 50ms");
         assert_eq!(failed[1].json()["kind"], "timeout");
         assert_eq!(failed[1].json()["pod"], "test.web #3");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_to_an_invalid_registration() {
+        let mut bad = pod(4, None);
+        bad.invalid = Some(ochopod_core::InvalidRegistration::Address("ip", "1.2.3.4:9/x?".into()));
+        let results = fan_out(&[bad], Duration::from_secs(1), |address| async move {
+            panic!("called for {address}");
+            #[allow(unreachable_code)]
+            Ok::<(), Failure>(())
+        })
+        .await;
+        let failed = failures(&results);
+        assert_eq!(failed[0].failure.kind(), "invalid-registration");
+        assert_eq!(
+            failed[0].line(),
+            r#"test.web #4: invalid registration: `ip` "1.2.3.4:9/x?" is neither an IP address nor a DNS name"#
+        );
+    }
+
+    #[test]
+    fn a_peers_text_is_escaped_and_cut() {
+        assert_eq!(printable("ok \x1b[31mred\n", 100), "ok \\u{1b}[31mred\\n");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        let long = json!({"error": "x".repeat(10_000)});
+        assert_eq!(reply_error(&long).chars().count(), MAX_SHOWN + 1);
     }
 
     #[test]

@@ -62,7 +62,8 @@ pub enum Tool {
     Signal(SignalArgs),
     /// Ask each cluster's leader to run a configuration round now.
     Reconfigure(ReconfigureArgs),
-    /// Wait until clusters have N running pods and no pending configuration (for CI).
+    /// Wait until clusters have N running pods and no pending configuration (for CI); with
+    /// --healthy, also passing sanity checks and probe.
     Wait(WaitArgs),
 }
 
@@ -210,6 +211,9 @@ pub struct WaitArgs {
     /// Give up (exit 1) after this long.
     #[arg(short = 't', long, default_value = "60s", value_parser = parse_duration_arg, value_name = "DURATION")]
     pub timeout: Duration,
+    /// Also require every running pod's sanity check and the leader's probe to pass.
+    #[arg(long)]
+    pub healthy: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -285,8 +289,10 @@ mod tests {
         let Tool::Wait(a) = parse(&["wait", "demo.*", "--count", "3", "--timeout", "30s"]).unwrap() else {
             panic!("wait")
         };
-        assert_eq!((a.count, a.timeout), (Some(3), Duration::from_secs(30)));
+        assert_eq!((a.count, a.timeout, a.healthy), (Some(3), Duration::from_secs(30), false));
         assert!(parse(&["wait"]).is_err());
+        let Tool::Wait(a) = parse(&["wait", "web", "--healthy"]).unwrap() else { panic!("wait") };
+        assert!(a.healthy);
     }
 
     #[test]

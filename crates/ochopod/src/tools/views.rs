@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::discovery::PodEntry;
-use super::fanout::{Failure, PodResult};
+use super::fanout::{printable, Failure, PodResult};
 use super::table;
 
 /// One row of `ls`.
@@ -24,8 +24,10 @@ pub struct ClusterRow {
     /// The pod that reports itself leader, and its state.
     pub leader: Option<String>,
     pub state: Option<String>,
-    /// Pods that did not answer `/info`.
+    /// Pods that did not answer `/info` (invalid registrations included).
     pub unreachable: usize,
+    /// Pods whose registration is invalid, so they were not asked.
+    pub invalid: usize,
 }
 
 impl ClusterRow {
@@ -58,6 +60,7 @@ pub fn cluster_rows(clusters: &[String], results: &[PodResult<Info>]) -> Vec<Clu
                 leader: leader.map(|(p, _)| p.key()),
                 state: leader.map(|(_, i)| i.state.clone()),
                 unreachable: mine.len() - infos.len(),
+                invalid: mine.iter().filter(|r| r.pod.invalid.is_some()).count(),
             }
         })
         .collect()
@@ -70,8 +73,29 @@ pub fn is_up(info: &Info) -> bool {
 }
 
 pub fn ls_table(rows: &[ClusterRow]) -> String {
-    let cells: Vec<Vec<String>> = rows.iter().map(|r| vec![r.cluster.clone(), r.ok(), r.status.clone()]).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let status = match r.invalid {
+                0 => r.status.clone(),
+                n => {
+                    let note = format!("[{n} invalid registration{}]", if n == 1 { "" } else { "s" });
+                    if r.status.is_empty() {
+                        note
+                    } else {
+                        format!("{} {note}", r.status)
+                    }
+                }
+            };
+            vec![r.cluster.clone(), r.ok(), status]
+        })
+        .collect();
     table::render(&["cluster", "ok", "status"], &cells)
+}
+
+/// A registration's value as shown in a table: peers write what they like there.
+pub fn shown(value: &str) -> String {
+    printable(value, 64)
 }
 
 /// The pod fields every `--json` entry starts with.
@@ -94,12 +118,12 @@ pub fn grep_table(results: &[PodResult<Info>]) -> String {
             match &r.result {
                 Ok(i) => vec![
                     r.pod.key(),
-                    non_empty(&i.ip, &reg.ip),
-                    non_empty(&i.node, &reg.node),
-                    i.process.clone(),
-                    i.state.clone(),
+                    shown(&non_empty(&i.ip, &reg.ip)),
+                    shown(&non_empty(&i.node, &reg.node)),
+                    shown(&i.process),
+                    shown(&i.state),
                 ],
-                Err(f) => vec![r.pod.key(), reg.ip.clone(), reg.node.clone(), "?".into(), f.kind().to_string()],
+                Err(f) => vec![r.pod.key(), shown(&reg.ip), shown(&reg.node), "?".into(), f.kind().to_string()],
             }
         })
         .collect();
@@ -142,8 +166,14 @@ pub struct PortRow {
     pub port: Option<u16>,
 }
 
+/// An invalid registration publishes nothing: its address cannot be trusted.
 pub fn port_rows(pods: &[PodEntry], container_port: u16) -> Vec<PortRow> {
-    pods.iter().map(|p| PortRow { pod: p.clone(), port: p.registration.host_port(container_port) }).collect()
+    pods.iter()
+        .map(|p| PortRow {
+            pod: p.clone(),
+            port: p.invalid.is_none().then(|| p.registration.host_port(container_port)).flatten(),
+        })
+        .collect()
 }
 
 pub fn port_table(rows: &[PortRow]) -> String {
@@ -153,8 +183,8 @@ pub fn port_table(rows: &[PortRow]) -> String {
             let reg = &r.pod.registration;
             vec![
                 r.pod.key(),
-                reg.ip.clone(),
-                reg.public.clone(),
+                shown(&reg.ip),
+                shown(&reg.public),
                 r.port.map_or_else(|| "-".to_string(), |p| p.to_string()),
             ]
         })
@@ -342,7 +372,7 @@ mod tests {
         );
         let js = serde_json::to_value(&rows[2]).unwrap();
         let keys: Vec<&String> = js.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["cluster", "leader", "running", "state", "status", "total", "unreachable"]);
+        assert_eq!(keys, ["cluster", "invalid", "leader", "running", "state", "status", "total", "unreachable"]);
     }
 
     #[test]
@@ -364,6 +394,27 @@ mod tests {
         assert_eq!(js[1]["error"], "unreachable (Connection refused)");
         let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
         assert_eq!(keys(&js[0]), keys(&js[1]));
+    }
+
+    #[test]
+    fn an_invalid_registration_keeps_its_row_and_is_named_with_escaped_values() {
+        let mut reg = pod("t.web", 5).registration;
+        reg.ip = "127.0.0.1:1/steal?\x1b[2J".into();
+        let bad = PodEntry::from_node("t.web", "u5.0000000005", reg);
+        let why = bad.invalid.clone().unwrap().to_string();
+        let results = vec![
+            ok(pod("t.web", 1), info("running", "leader", "fine")),
+            PodResult { pod: bad.clone(), result: Err(Failure::Invalid(why)) },
+        ];
+        let rows = cluster_rows(&["t.web".to_string()], &results);
+        assert_eq!((rows[0].ok(), rows[0].invalid, rows[0].unreachable), ("1/2".to_string(), 1, 1));
+        assert_eq!(ls_table(&rows), "cluster  ok   status\nt.web    1/2  fine [1 invalid registration]\n");
+        let table = grep_table(&results);
+        assert!(table.contains("t.web #5  127.0.0.1:1/steal?\\u{1b}[2J"), "{table}");
+        assert!(table.contains("invalid-registration"), "{table}");
+        assert!(!table.contains('\x1b'), "{table}");
+        let rows = port_rows(&[bad], 8080);
+        assert_eq!(rows[0].port, None, "an invalid registration publishes nothing");
     }
 
     #[test]

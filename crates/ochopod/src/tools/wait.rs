@@ -4,11 +4,20 @@
 //! registered pod, and at least one, when no count is given), exactly one pod leads, and its
 //! state is exactly `leader` — not `leader (configuration pending)` nor `(configuring)` — so no
 //! configuration round is due or running.
+//!
+//! Healthy (`--healthy`) also means: every pod that runs passes its sanity check, and the
+//! leader's probe passes. Both come from `/info` (`sanity`, `probe`: see
+//! [`ochopod_api::wire::health`]); `none` (nothing declared) passes, `pending` does not. Pods
+//! that do not report them (original pods, and ours until the executor and the leader publish
+//! them) are judged as the original would be: a pod that does not report `sanity` by its process
+//! alone (the original turns the process off once its sanity checks fail), a leader that does
+//! not report `probe` by its status, where `*` marks a problem.
 
+use ochopod_api::wire::health;
 use ochopod_api::Info;
 
-use super::fanout::PodResult;
-use super::views::{cluster_rows, ClusterRow};
+use super::fanout::{printable, PodResult};
+use super::views::{cluster_rows, is_up, ClusterRow};
 
 /// One poll's judgement: `Ok` with the rows when ready, `Err` with what is missing.
 pub fn judge(
@@ -16,6 +25,7 @@ pub fn judge(
     clusters: &[String],
     results: &[PodResult<Info>],
     count: Option<usize>,
+    healthy: bool,
 ) -> Result<Vec<ClusterRow>, String> {
     if clusters.is_empty() {
         return Err(format!("no cluster matches {} yet", globs_text(globs)));
@@ -39,6 +49,9 @@ pub fn judge(
             (1, Some(state)) => why.push(format!("leader is {state:?}")),
             (n, _) => why.push(format!("{n} pods claim to lead")),
         }
+        if healthy {
+            why.extend(unhealthy(&row.cluster, results));
+        }
         if !why.is_empty() {
             // Worth knowing when waiting fails, but not a reason of its own: with an explicit
             // count, a dead extra pod does not keep the cluster from being ready.
@@ -53,6 +66,39 @@ pub fn judge(
     } else {
         Err(missing.join("; "))
     }
+}
+
+/// What keeps a cluster from being healthy: pods that run but do not pass their sanity check,
+/// and a leader whose probe does not pass.
+fn unhealthy(cluster: &str, results: &[PodResult<Info>]) -> Vec<String> {
+    let mut by_state: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut probe = None;
+    for r in results.iter().filter(|r| r.pod.cluster == cluster) {
+        let Ok(info) = &r.result else { continue };
+        if is_up(info) {
+            let state = match info.sanity.as_deref() {
+                Some(health::PASSING | health::NONE) | None => None,
+                Some(other) => Some(format!("sanity {}", printable(other, 32))),
+            };
+            if let Some(state) = state {
+                by_state.entry(state).or_default().push(format!("#{}", r.pod.seq));
+            }
+        }
+        if info.state.starts_with("leader") {
+            probe = match info.probe.as_deref() {
+                Some(health::PASSING | health::NONE) => None,
+                Some(health::FAILING) | None if info.status.starts_with('*') => {
+                    Some(format!("probe failing ({})", printable(&info.status, 80)))
+                }
+                None => None,
+                Some(other) => Some(format!("probe {}", printable(other, 32))),
+            };
+        }
+    }
+    let mut why: Vec<String> =
+        by_state.into_iter().map(|(state, pods)| format!("{state} on {}", pods.join(" "))).collect();
+    why.extend(probe);
+    why
 }
 
 /// The line shown once ready: `test.web 3/3 running, leader test.web #2`.
@@ -77,6 +123,15 @@ mod tests {
     use crate::tools::discovery::PodEntry;
     use crate::tools::fanout::Failure;
     use ochopod_core::Registration;
+
+    fn judge(
+        globs: &[String],
+        clusters: &[String],
+        results: &[PodResult<Info>],
+        count: Option<usize>,
+    ) -> Result<Vec<ClusterRow>, String> {
+        super::judge(globs, clusters, results, count, false)
+    }
 
     fn result(cluster: &str, seq: u64, process: &str, state: &str) -> PodResult<Info> {
         let pod = PodEntry::from_node(cluster, &format!("u.{seq:010}"), Registration { seq, ..Default::default() });
@@ -139,5 +194,49 @@ mod tests {
     fn two_leaders_are_not_ready() {
         let results = vec![result("t.web", 1, "running", "leader"), result("t.web", 2, "running", "leader")];
         assert_eq!(judge(&[], &clusters(&["t.web"]), &results, Some(2)).unwrap_err(), "t.web: 2 pods claim to lead");
+    }
+
+    fn with(mut r: PodResult<Info>, sanity: Option<&str>, probe: Option<&str>, status: &str) -> PodResult<Info> {
+        let info = r.result.as_mut().unwrap();
+        info.sanity = sanity.map(str::to_string);
+        info.probe = probe.map(str::to_string);
+        info.status = status.to_string();
+        r
+    }
+
+    #[test]
+    fn healthy_also_needs_every_sanity_check_and_the_probe_to_pass() {
+        let web = clusters(&["t.web"]);
+        let healthy = |results: &[PodResult<Info>]| super::judge(&[], &web, results, Some(2), true);
+        let good = vec![
+            with(result("t.web", 1, "running", "leader"), Some("passing"), Some("passing"), "3 nodes"),
+            with(result("t.web", 2, "running", "follower"), Some("none"), None, ""),
+        ];
+        assert!(healthy(&good).is_ok());
+
+        let mut failing = good.clone();
+        failing[1] = with(result("t.web", 2, "running", "follower"), Some("failing"), None, "");
+        assert!(judge(&[], &web, &failing, Some(2)).is_ok(), "plain wait does not look at health");
+        assert_eq!(healthy(&failing).unwrap_err(), "t.web: sanity failing on #2");
+
+        let mut pending = good.clone();
+        pending[0] = with(result("t.web", 1, "running", "leader"), Some("pending"), Some("pending"), "");
+        assert_eq!(healthy(&pending).unwrap_err(), "t.web: sanity pending on #1, probe pending");
+
+        let mut probe = good.clone();
+        probe[0] = with(result("t.web", 1, "running", "leader"), Some("passing"), Some("failing"), "* 1 of 3 down");
+        assert_eq!(healthy(&probe).unwrap_err(), "t.web: probe failing (* 1 of 3 down)");
+
+        // Pods that say nothing (original pods) are judged as the original: sanity by the process
+        // (which the original turns off when its checks fail), the probe by the `*` mark on the
+        // leader's status.
+        let mut silent = good.clone();
+        silent[0] = with(result("t.web", 1, "running", "leader"), None, None, "* zk down");
+        silent[1] = with(result("t.web", 2, "running", "follower"), None, None, "");
+        assert_eq!(healthy(&silent).unwrap_err(), "t.web: probe failing (* zk down)");
+        silent[0] = with(result("t.web", 1, "running", "leader"), None, None, "fine");
+        assert!(healthy(&silent).is_ok());
+        silent[1] = with(result("t.web", 2, "stopped", "follower"), None, None, "");
+        assert_eq!(healthy(&silent).unwrap_err(), "t.web: 1/2 running, need 2");
     }
 }
