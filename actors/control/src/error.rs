@@ -35,6 +35,9 @@ pub enum ControlError {
     Timeout { task: Task, timeout: Duration },
     #[error("the {0} is not running")]
     Unavailable(&'static str),
+    /// A bounded resource is in use by others (`/events` streams, `/log` readers): try later.
+    #[error("{what}: {limit} at once at most, try again later")]
+    Busy { what: &'static str, limit: usize },
     /// The original's dead actor: the leader drops this pod from the round.
     #[error("the {0} is gone: the pod is shutting down")]
     Gone(&'static str),
@@ -70,7 +73,7 @@ impl ResponseError for ControlError {
             ControlError::NotFound { .. } => 404,
             ControlError::MethodNotAllowed { .. } => 405,
             ControlError::Timeout { .. } => status::TIMEOUT,
-            ControlError::Unavailable(_) => 503,
+            ControlError::Unavailable(_) | ControlError::Busy { .. } => 503,
             ControlError::Gone(_) => status::DEAD,
             ControlError::NoAnswer { .. } => 504,
         };

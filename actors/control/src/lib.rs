@@ -61,6 +61,14 @@ pub use routes::configure;
 
 /// Default body limit when none is configured: a leader payload for a few hundred pods.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Open `/events` streams at most: each holds a connection (a file descriptor) for as long as
+/// the client likes; past this a new one gets 503 and `/info` keeps answering.
+pub const MAX_EVENT_STREAMS: usize = 64;
+/// `/log` replies being built or sent at once: each holds a copy of the ring until the client
+/// has read it, so slow readers are bounded to this many copies; more get 503.
+pub const MAX_LOG_READERS: usize = 4;
+/// Connections the server holds at once (each a file descriptor; the usual limit is 1024).
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// The messages the control API sends, wired once in `run.rs`.
 #[derive(Clone)]
@@ -99,6 +107,8 @@ pub struct ControlState {
     pub sse_keepalive: Duration,
     /// Open `/events` streams, for `/metrics` (and for tests to see a stream end).
     sse_clients: Arc<AtomicUsize>,
+    /// Permits for the `/log` replies in flight ([`MAX_LOG_READERS`]).
+    pub log_readers: Arc<tokio::sync::Semaphore>,
 }
 
 impl ControlState {
@@ -129,6 +139,7 @@ impl ControlState {
             query_timeout: Duration::from_secs(1),
             sse_keepalive: Duration::from_secs(15),
             sse_clients: Arc::new(AtomicUsize::new(0)),
+            log_readers: Arc::new(tokio::sync::Semaphore::new(MAX_LOG_READERS)),
         }
     }
 
@@ -155,6 +166,7 @@ pub fn serve(
         // One worker serves a control API well past 20,000 req/s; each extra worker is another
         // thread, another runtime and a timer that wakes an idle pod several times a second.
         .workers(1)
+        .max_connections(MAX_CONNECTIONS)
         // The binary owns SIGTERM/SIGINT and stops this server first in its shutdown order.
         .disable_signals()
         // In-flight control commands keep running in the executor; no need to hold the port.

@@ -142,12 +142,30 @@ struct LogQuery {
     n: Option<usize>,
 }
 
-/// The original served the lines of its log file, each ending with a newline; so do we.
+/// The original served the lines of its log file, each ending with a newline; so do we. The
+/// reply holds one of [`crate::MAX_LOG_READERS`] permits until it is sent (or the client goes),
+/// so slow readers cannot pile up copies of the ring.
 async fn log(_: Reading, state: State, req: HttpRequest) -> Result<HttpResponse, ControlError> {
     let query =
         web::Query::<LogQuery>::from_query(req.query_string()).map_err(|e| ControlError::BadQuery(e.to_string()))?;
+    let busy = || ControlError::Busy { what: "/log readers", limit: crate::MAX_LOG_READERS };
+    let permit = state.log_readers.clone().try_acquire_owned().map_err(|_| busy())?;
     let lines: Vec<String> = state.log.tail(query.n).into_iter().map(|line| line + "\n").collect();
-    Ok(HttpResponse::Ok().json(lines))
+    let body = web::Bytes::from(serde_json::to_vec(&lines).unwrap_or_default());
+    drop(lines);
+    let body_len = body.len();
+    // In pieces: actix asks for the next one only once the previous left its write buffer, so
+    // the permit is released when the client has (nearly) read everything, not when the reply
+    // was handed over.
+    let pieces = futures::stream::unfold((body, permit), |(mut rest, permit)| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        let piece = rest.split_to(rest.len().min(64 * 1024));
+        Some((Ok::<_, std::convert::Infallible>(piece), (rest, permit)))
+    });
+    let length = body_len as u64;
+    Ok(HttpResponse::Ok().content_type("application/json").no_chunking(length).streaming(pieces))
 }
 
 async fn metrics(_: Reading, state: State) -> HttpResponse {
@@ -156,14 +174,17 @@ async fn metrics(_: Reading, state: State) -> HttpResponse {
     HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(text)
 }
 
-async fn events(_: Reading, state: State) -> HttpResponse {
+async fn events(_: Reading, state: State) -> Result<HttpResponse, ControlError> {
+    if state.sse_clients() >= crate::MAX_EVENT_STREAMS {
+        return Err(ControlError::Busy { what: "/events streams", limit: crate::MAX_EVENT_STREAMS });
+    }
     let stream = sse::stream(state.events.subscribe(), state.sse_keepalive, state.sse_counter());
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         // Tells a buffering reverse proxy (nginx) to pass events through as they come.
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream)
+        .streaming(stream))
 }
 
 /// `/reset`: a tell, as in the original: 200 once the session has it (or is on it).

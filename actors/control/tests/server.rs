@@ -326,3 +326,71 @@ fn https(addr: SocketAddr, cert: &rustls_pki_types::CertificateDer<'static>, req
     }
     out
 }
+
+#[actix_web::test]
+async fn event_streams_are_capped_and_info_keeps_answering() {
+    let (state, _script) = probe::state(Options::default());
+    let open = state.sse_counter();
+    let (addr, handle) = start(state, None);
+    let mut streams = Vec::new();
+    for _ in 0..ochopod_control::MAX_EVENT_STREAMS {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /events HTTP/1.1\r\nHost: pod\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        read_until_contains(&mut s, &mut got, ": subscribed").await;
+        streams.push(s);
+    }
+    assert_eq!(open.load(std::sync::atomic::Ordering::SeqCst), ochopod_control::MAX_EVENT_STREAMS);
+    let one_more =
+        exchange(addr, b"GET /events HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n", false).await.unwrap();
+    let one_more = parse_response(&one_more).unwrap();
+    assert_eq!(one_more.code, 503);
+    let body: Value = serde_json::from_slice(&one_more.body).unwrap();
+    assert!(body["error"].as_str().unwrap().contains("/events streams: 64 at once"), "{body}");
+    let info = exchange(addr, b"GET /info HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n", false).await.unwrap();
+    assert_eq!(parse_response(&info).unwrap().code, 200);
+    drop(streams);
+    handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn slow_log_readers_hold_a_bounded_number_of_copies() {
+    let (mut state, _script) = probe::state(Options::default());
+    state.log = ochopod_core::logring::LogRing::new(100_000);
+    // A full ring of characters JSON escapes six times over: a reply of ~12 MB, more than the
+    // kernel buffers for a client that never reads.
+    for i in 0..100_000 {
+        state.log.push(format!("{i} {}", "\u{1}".repeat(4000)));
+    }
+    let (addr, handle) = start(state, None);
+    let mut slow = Vec::new();
+    for _ in 0..ochopod_control::MAX_LOG_READERS {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /log HTTP/1.1\r\nHost: pod\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        read_until_contains(&mut s, &mut got, "200 OK").await;
+        slow.push(s);
+    }
+    let busy = exchange(addr, b"GET /log HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n", false).await.unwrap();
+    let busy = parse_response(&busy).unwrap();
+    assert_eq!(busy.code, 503, "{:?}", String::from_utf8_lossy(&busy.body));
+    // One slow reader finishes reading: its permit comes back.
+    let mut first = slow.remove(0);
+    let mut sink = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        assert!(Instant::now() < deadline, "no /log permit came back");
+        // Drain the first reader a bit, then ask again.
+        let _ = tokio::time::timeout(Duration::from_millis(50), first.read(&mut sink)).await;
+        let again = exchange(addr, b"GET /log?n=1 HTTP/1.1\r\nHost: pod\r\nConnection: close\r\n\r\n", false);
+        let again = parse_reply(&again.await.unwrap(), false);
+        if let Ok(r) = again {
+            if r.code == 200 {
+                break r;
+            }
+        }
+    };
+    let lines: Vec<String> = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(lines.len(), 1);
+    handle.stop(false).await;
+}

@@ -16,30 +16,55 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
+/// Longest line kept: a child printing megabytes without a newline must not fill the ring.
+pub const MAX_LINE: usize = 8 * 1024;
+/// The ring's size in bytes at most, whatever `capacity` says: `/log` copies it per reply.
+pub const MAX_BYTES: usize = 2 * 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct LogRing {
-    inner: Arc<Mutex<VecDeque<String>>>,
+    inner: Arc<Mutex<Lines>>,
     capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Lines {
+    lines: VecDeque<String>,
+    bytes: usize,
 }
 
 impl LogRing {
     pub fn new(capacity: usize) -> Self {
-        LogRing { inner: Arc::new(Mutex::new(VecDeque::with_capacity(capacity.min(4096)))), capacity: capacity.max(1) }
+        let lines = Lines { lines: VecDeque::with_capacity(capacity.min(4096)), bytes: 0 };
+        LogRing { inner: Arc::new(Mutex::new(lines)), capacity: capacity.max(1) }
     }
 
-    pub fn push(&self, line: String) {
-        let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if q.len() == self.capacity {
-            q.pop_front();
+    /// Adds a line (cut to [`MAX_LINE`] bytes), dropping the oldest ones past `capacity` lines
+    /// or [`MAX_BYTES`] bytes.
+    pub fn push(&self, mut line: String) {
+        if line.len() > MAX_LINE {
+            let cut = line.len() - MAX_LINE;
+            let mut end = MAX_LINE;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+            let _ = write!(line, "… ({cut} bytes cut)");
         }
-        q.push_back(line);
+        let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        q.bytes += line.len();
+        q.lines.push_back(line);
+        while q.lines.len() > self.capacity || q.bytes > MAX_BYTES {
+            let Some(old) = q.lines.pop_front() else { break };
+            q.bytes -= old.len();
+        }
     }
 
     /// The last `n` lines (all of them when `n` is `None`), oldest first.
     pub fn tail(&self, n: Option<usize>) -> Vec<String> {
         let q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let skip = n.map(|n| q.len().saturating_sub(n)).unwrap_or(0);
-        q.iter().skip(skip).cloned().collect()
+        let skip = n.map(|n| q.lines.len().saturating_sub(n)).unwrap_or(0);
+        q.lines.iter().skip(skip).cloned().collect()
     }
 
     pub fn capacity(&self) -> usize {
@@ -113,6 +138,20 @@ mod tests {
         assert_eq!(r.tail(None), vec!["l2", "l3", "l4"]);
         assert_eq!(r.tail(Some(2)), vec!["l3", "l4"]);
         assert_eq!(r.tail(Some(10)).len(), 3);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_ring_is_bounded_in_bytes() {
+        let r = LogRing::new(100_000);
+        r.push(format!("é{}", "x".repeat(10 * 1024 * 1024)));
+        let kept = r.tail(None);
+        assert!(kept[0].len() < MAX_LINE + 64 && kept[0].ends_with("bytes cut)"), "{}", kept[0].len());
+        for _ in 0..2000 {
+            r.push("y".repeat(4000));
+        }
+        let bytes: usize = r.tail(None).iter().map(String::len).sum();
+        assert!(bytes <= MAX_BYTES, "{bytes}");
+        assert!(r.tail(None).len() > 400, "the newest lines stay");
     }
 
     #[test]
