@@ -19,8 +19,15 @@ pub fn init(verbose: u8, debug: bool, format: LogFormat, ring: LogRing) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},zookeeper_client=warn,actix_server=warn,actix_web=warn")));
     let stdout = match format {
-        LogFormat::Text => fmt::layer().with_target(false).boxed(),
+        LogFormat::Text => fmt::layer().with_target(false).with_ansi(colour()).boxed(),
         LogFormat::Json => fmt::layer().json().boxed(),
     };
     let _ = tracing_subscriber::registry().with(filter).with(stdout).with(LogRingLayer::new(ring)).try_init();
+}
+
+/// Colour codes only for a person at a terminal: never in a file or a platform's log collector,
+/// and never when `NO_COLOR` is set (no-color.org).
+fn colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }

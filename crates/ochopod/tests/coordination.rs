@@ -303,3 +303,13 @@ async fn no_round_before_min_size_pods_are_registered() {
         assert!(starts.lines().all(|l| l.ends_with(" 3")), "started with fewer than 3 members: {starts}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_file_carry_no_colour_codes() {
+    let server = ZkServer::start().expect("ZooKeeper");
+    let pod = start_pod(&server, &simple_yaml("plain", ""));
+    wait_settled(&[&pod], 1, SETTLE).await;
+    let log = log_of(&pod);
+    assert!(log.contains("configuration complete"), "{log}");
+    assert!(!log.contains('\x1b'), "colour codes in a redirected log:\n{log:?}");
+}
