@@ -310,7 +310,7 @@ impl Leader {
             full_shutdown: model.full_shutdown,
             fallback_port: self.settings.port,
         };
-        tracing::info!(cluster = %self.prefix, epoch = lead.epoch, pods = input.pods.len(), reason = plan.reason, "configuring");
+        tracing::info!(cluster = %self.prefix, epoch = lead.epoch, pods = input.pods.len(), reason = %plan.reason, "configuring");
         self.events.publish(Event::Round {
             phase: "started".into(),
             epoch: lead.epoch,

@@ -52,7 +52,7 @@ pub struct RoundPlan {
     pub pods: Pods,
     pub dependencies: BTreeMap<String, Pods>,
     /// Why the round runs, for logs and events.
-    pub reason: &'static str,
+    pub reason: String,
 }
 
 /// How a round ended, as the planner needs it.
@@ -89,6 +89,9 @@ pub struct Planner {
     configuring: Option<usize>,
     /// What `snapshot` holds as far as we know, to avoid rewriting it for nothing.
     published: Option<Pods>,
+    /// What the last round of this leadership configured, to say what changed since.
+    configured: Option<(Pods, BTreeMap<String, Pods>)>,
+    in_flight: Option<(Pods, BTreeMap<String, Pods>)>,
     probe_status: String,
     min_size: usize,
     /// Failed rounds in a row and the last one's reason.
@@ -110,6 +113,8 @@ impl Planner {
             reconfigure: false,
             configuring: None,
             published: None,
+            configured: None,
+            in_flight: None,
             probe_status: String::new(),
             min_size: 1,
             failures: 0,
@@ -175,6 +180,8 @@ impl Planner {
         self.configuring = None;
         match result {
             RoundResult::Done { configured, dropped, hash } => {
+                let deps = self.in_flight.take().map(|(_, d)| d).unwrap_or_default();
+                self.configured = Some((configured.clone(), deps));
                 self.dead.extend(dropped);
                 self.stored = Some(hash);
                 self.published = Some(configured);
@@ -269,11 +276,18 @@ impl Planner {
             return Decision::Nothing;
         }
         if self.reconfigure {
-            return self.start(local, deps, "reconfiguration requested");
+            return self.start(local, deps, "reconfiguration requested".into());
         }
         let changed = state_hash(&local, &deps) != stored;
         match self.pending {
-            Some(p) if now >= p.deadline && (changed || p.forced) => self.start(local, deps, "cluster changed"),
+            Some(p) if now >= p.deadline && (changed || p.forced) => {
+                let reason = if !changed {
+                    "retrying the failed configuration".into()
+                } else {
+                    self.what_changed(&local, &deps)
+                };
+                self.start(local, deps, reason)
+            }
             Some(p) if p.forced || changed => Decision::Nothing,
             Some(_) | None if !changed => {
                 self.pending = None;
@@ -288,10 +302,33 @@ impl Planner {
         }
     }
 
-    fn start(&mut self, pods: Pods, dependencies: BTreeMap<String, Pods>, reason: &'static str) -> Decision {
+    /// Names what differs from the last configured state, as far as it is known (a new leader
+    /// knows only the stored hash).
+    fn what_changed(&self, local: &Pods, deps: &BTreeMap<String, Pods>) -> String {
+        let Some((configured, configured_deps)) = &self.configured else { return "cluster changed".into() };
+        let mut parts = Vec::new();
+        if configured.keys().ne(local.keys()) {
+            parts.push(format!("pods changed ({} → {})", configured.len(), local.len()));
+        } else if configured != local {
+            parts.push("a pod's registration changed".to_string());
+        }
+        for (entry, pods) in deps {
+            if configured_deps.get(entry) != Some(pods) {
+                parts.push(format!("dependency {entry} changed"));
+            }
+        }
+        if parts.is_empty() {
+            "cluster changed".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    fn start(&mut self, pods: Pods, dependencies: BTreeMap<String, Pods>, reason: String) -> Decision {
         self.pending = None;
         self.reconfigure = false;
         self.configuring = Some(pods.len());
+        self.in_flight = Some((pods.clone(), dependencies.clone()));
         Decision::Round(RoundPlan { pods, dependencies, reason })
     }
 }
@@ -500,5 +537,24 @@ mod tests {
         assert_eq!(p.state(t0).1, "* waiting for 3 pods (2 registered)");
         let plan = round_plan(p.local(pods(&["a", "b", "c"]), t0));
         assert_eq!(plan.pods.len(), 3);
+    }
+
+    #[test]
+    fn the_reason_names_what_changed() {
+        let t0 = Instant::now();
+        let mut p = Planner::new(Duration::ZERO, ["db"]);
+        p.stored_hash(String::new(), t0);
+        p.dependency("db", Some(pods(&["d1"])), t0);
+        p.local(pods(&["a"]), t0);
+        let plan = round_plan(p.damper_elapsed(t0));
+        assert_eq!(plan.reason, "cluster changed", "nothing configured yet to compare with");
+        let hash = state_hash(&plan.pods, &plan.dependencies);
+        p.round_finished(RoundResult::Done { configured: pods(&["a"]), dropped: vec![], hash }, t0);
+        p.dependency("db", Some(pods(&["d1", "d2"])), t0);
+        assert_eq!(round_plan(p.damper_elapsed(t0)).reason, "dependency db changed");
+        let hash = state_hash(&pods(&["a"]), &[("db".to_string(), pods(&["d1", "d2"]))].into());
+        p.round_finished(RoundResult::Done { configured: pods(&["a"]), dropped: vec![], hash }, t0);
+        p.local(pods(&["a", "b"]), t0);
+        assert_eq!(round_plan(p.damper_elapsed(t0)).reason, "pods changed (1 → 2)");
     }
 }
