@@ -51,9 +51,9 @@ pub fn build_info(identity: &Registration, dependencies: &[String], uptime: Dura
         uptime: Some((uptime.as_millis() as f64) / 1000.0),
         restarts: ex.map(|e| e.restarts),
         epoch: ex.and_then(|e| e.epoch),
-        // Not reported yet: the executor and the leader do not expose them (issue 13, item 12).
+        // Not reported yet by the executor.
         sanity: None,
-        probe: None,
+        probe: leader.filter(|l| l.leader).and_then(|l| l.probe.map(Into::into)),
         extra,
     }
 }

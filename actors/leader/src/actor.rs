@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use ochopod_api::wire::health;
 use ochopod_api::PodClient;
 use ochopod_config::Settings;
 use ochopod_core::deps::Dependency;
@@ -391,11 +392,18 @@ impl Leader {
             }
             None => ("follower".to_string(), String::new(), None),
         };
+        let probe = self.lead.as_ref().map(|lead| match (&self.settings.model.probe, lead.planner.probe_passing()) {
+            (None, _) => health::NONE,
+            (Some(_), None) => health::PENDING,
+            (Some(_), Some(true)) => health::PASSING,
+            (Some(_), Some(false)) => health::FAILING,
+        });
         LeaderStatus {
             state,
             status,
             leader: self.lead.is_some(),
             epoch,
+            probe,
             rounds_ok: stats.rounds_ok,
             rounds_failed: stats.rounds_failed,
             last_round_ms: stats.last_round_ms,
@@ -510,6 +518,8 @@ pub struct LeaderStatus {
     pub leader: bool,
     /// The fencing epoch of the current leadership.
     pub epoch: Option<u64>,
+    /// On the leader: its probe right now (`ochopod_api::health`).
+    pub probe: Option<&'static str>,
     pub rounds_ok: u64,
     pub rounds_failed: u64,
     pub last_round_ms: Option<u64>,

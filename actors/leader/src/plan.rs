@@ -93,6 +93,8 @@ pub struct Planner {
     configured: Option<(Pods, BTreeMap<String, Pods>)>,
     in_flight: Option<(Pods, BTreeMap<String, Pods>)>,
     probe_status: String,
+    /// The last probe's verdict since the last round (`None`: none finished yet).
+    probe_passing: Option<bool>,
     min_size: usize,
     /// Failed rounds in a row and the last one's reason.
     failures: u32,
@@ -116,6 +118,7 @@ impl Planner {
             configured: None,
             in_flight: None,
             probe_status: String::new(),
+            probe_passing: None,
             min_size: 1,
             failures: 0,
             last_error: None,
@@ -182,6 +185,7 @@ impl Planner {
             RoundResult::Done { configured, dropped, hash } => {
                 let deps = self.in_flight.take().map(|(_, d)| d).unwrap_or_default();
                 self.configured = Some((configured.clone(), deps));
+                self.probe_passing = None;
                 self.dead.extend(dropped);
                 self.stored = Some(hash);
                 self.published = Some(configured);
@@ -206,7 +210,14 @@ impl Planner {
     }
 
     pub fn set_probe_status(&mut self, status: String) {
+        // The probe module marks a failure (non-zero exit, timeout) with a leading `* `.
+        self.probe_passing = Some(!status.starts_with("* "));
         self.probe_status = status;
+    }
+
+    /// `Some(passing)` once the probe ran since the last round, `None` before.
+    pub fn probe_passing(&self) -> Option<bool> {
+        self.probe_passing
     }
 
     pub fn is_configuring(&self) -> bool {
