@@ -3,7 +3,9 @@
 //! Theory of operation: [`zk::ZkServer`] starts a real ZooKeeper (the Debian package's jar) on a
 //! free loopback port with its data in a temp dir, waits until it serves requests, and stops it by
 //! pid when dropped. [`pods`] starts real `ochopod` binaries on claimed ports and talks to them
-//! over their control API. [`wait`] polls a condition until it holds or a timeout expires, so a
+//! over their control API. [`settle`] is the one definition of a settled cluster (DESIGN.md §8)
+//! that the benchmark and the tests wait for, [`netns`] makes network namespaces for partition
+//! tests. [`wait`] polls a condition until it holds or a timeout expires, so a
 //! test waits for an outcome instead of sleeping and hoping. Anything missing on the machine (Java,
 //! the ZooKeeper jar, the built binary) is an error that says how to install it: tests never skip.
 //!
@@ -11,7 +13,9 @@
 //! hand tests the freshly built `ochopod` binary (`CARGO_BIN_EXE_ochopod`), so a test can never
 //! run a stale one.
 
+pub mod netns;
 pub mod pods;
 pub mod ports;
+pub mod settle;
 pub mod wait;
 pub mod zk;

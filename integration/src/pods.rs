@@ -51,6 +51,8 @@ pub struct Pod {
     pub control_port: u16,
     /// The pod's own folder: its declaration, its stdout/stderr log, anything the test puts there.
     pub dir: tempfile::TempDir,
+    /// The ZooKeeper it was told to use (`OCHOPOD_ZK`).
+    pub zk: String,
     client: PodClient,
 }
 
@@ -102,7 +104,13 @@ impl Pod {
             cmd.env(k, v);
         }
         let child = cmd.spawn().with_context(|| format!("starting {}", spec.bin.display()))?;
-        Ok(Pod { child: Some(child), control_port: host_port, dir, client: PodClient::new(None) })
+        Ok(Pod {
+            child: Some(child),
+            control_port: host_port,
+            dir,
+            zk: spec.zk.to_string(),
+            client: PodClient::new(None),
+        })
     }
 
     pub fn pid(&self) -> u32 {

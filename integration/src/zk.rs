@@ -19,9 +19,11 @@ const MAIN: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
 
 const INSTALL_HINT: &str = "install it with `make setup` (or `apt-get update && apt-get install -y zookeeper`)";
 
-/// A standalone ZooKeeper on `127.0.0.1:<port>`, data in a temp dir, stopped by pid on drop.
+/// A standalone ZooKeeper on `127.0.0.1:<port>` (or another address of this host), data in a
+/// temp dir, stopped by pid on drop.
 pub struct ZkServer {
     port: u16,
+    address: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -40,9 +42,15 @@ pub fn check_installed() -> anyhow::Result<()> {
 impl ZkServer {
     /// Starts a server on a free loopback port and waits until it serves requests.
     pub fn start() -> anyhow::Result<ZkServer> {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// Starts a server listening on `address` (e.g. the host end of a test's veth, so that a
+    /// network namespace reaches it) and waits until it serves requests.
+    pub fn start_on(address: &str) -> anyhow::Result<ZkServer> {
         check_installed()?;
         let dir = tempfile::Builder::new().prefix("ochopod-zk-").tempdir().context("temp dir for ZooKeeper")?;
-        let mut zk = ZkServer { port: free_port(), dir, child: None };
+        let mut zk = ZkServer { port: free_port(), address: address.to_string(), dir, child: None };
         zk.spawn()?;
         Ok(zk)
     }
@@ -58,11 +66,12 @@ impl ZkServer {
         // [min, max]); max is raised so the 15 s default is honoured too. The admin server is off:
         // it would take port 8080, which pods use.
         let cfg = format!(
-            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\nclientPortAddress={}\n\
              minSessionTimeout=1000\nmaxSessionTimeout=60000\n4lw.commands.whitelist=*\nadmin.enableServer=false\n\
              maxClientCnxns=0\n",
             data.display(),
-            self.port
+            self.port,
+            self.address
         );
         fs::write(self.cfg_path(), cfg)?;
         let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("zookeeper.log"))?;
@@ -80,7 +89,7 @@ impl ZkServer {
             .spawn()
             .with_context(|| format!("starting java for ZooKeeper; {INSTALL_HINT}"))?;
         self.child = Some(child);
-        let port = self.port;
+        let connect = self.connect_string();
         // `ruok` answers `imok` as soon as the port is open, before the server serves requests;
         // `srvr` reports a `Mode:` only once it does.
         let res = wait::until_blocking("ZooKeeper to serve requests", Duration::from_secs(60), || {
@@ -89,7 +98,7 @@ impl ZkServer {
                     return Err(format!("java exited early ({status})"));
                 }
             }
-            match four_letter(port, "srvr") {
+            match four_letter_at(&connect, "srvr") {
                 Ok(s) if s.contains("Mode:") => Ok(()),
                 Ok(s) => Err(format!("answered {s:?}")),
                 Err(e) => Err(e.to_string()),
@@ -108,9 +117,9 @@ impl ZkServer {
         self.port
     }
 
-    /// `127.0.0.1:<port>`.
+    /// `<address>:<port>`.
     pub fn connect_string(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.address, self.port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -119,7 +128,7 @@ impl ZkServer {
 
     /// Sends a four-letter word (`ruok`, `srvr`, `mntr`, `dump`, `cons`…) and returns the answer.
     pub fn four_letter(&self, word: &str) -> anyhow::Result<String> {
-        four_letter(self.port, word)
+        four_letter_at(&self.connect_string(), word)
     }
 
     /// Stops the server by pid (SIGTERM, then SIGKILL after 5 s) and waits for it. Data is kept,

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use ochopod_api::{Info, PodClient};
+use ochopod_api::PodClient;
 use ochopod_core::paths;
+use ochopod_integration::netns::Netns;
 use ochopod_integration::pods::descendants;
-use ochopod_integration::zk::{four_letter_at, stop_child, CONF_DIR, JAR};
+use ochopod_integration::zk::stop_child;
 use zookeeper_client as zk;
 
 /// The session timeout of every pod here (`simple_yaml`'s): how long a dead pod stays registered.
@@ -129,20 +130,9 @@ async fn converged(
     members: &[&dyn Member],
 ) -> Result<Converged, String> {
     let n = members.len();
-    let mut infos: Vec<Info> = Vec::with_capacity(n);
-    for m in members {
-        infos.push(http.info(&m.address(), Duration::from_secs(3)).await.map_err(|e| format!("{}: {e}", m.address()))?);
-    }
-    for (m, i) in members.iter().zip(&infos) {
-        if i.process != "running" {
-            return Err(format!("{} process {}", m.address(), i.process));
-        }
-    }
-    let states: Vec<&str> = infos.iter().map(|i| i.state.as_str()).collect();
-    let leaders: Vec<usize> = (0..n).filter(|&k| states[k] == "leader").collect();
-    if leaders.len() != 1 || states.iter().filter(|s| **s == "follower").count() != n - 1 {
-        return Err(format!("states {states:?}"));
-    }
+    // Settled as everywhere else, then what a churn must not leave behind.
+    let addresses: Vec<String> = members.iter().map(|m| m.address()).collect();
+    let settled = settle::settled_now(http, client, &addresses, n).await?;
     let mut views = Vec::with_capacity(n);
     for m in members {
         match view_in(m.dir()) {
@@ -171,7 +161,7 @@ async fn converged(
     if locks.len() != n || locks[0] != epoch {
         return Err(format!("lock contenders {locks:?} for {n} pods configured at epoch {epoch}"));
     }
-    Ok(Converged { leader: leaders[0], epoch, seqs: views.iter().map(|v| v.2).collect() })
+    Ok(Converged { leader: settled.leader, epoch, seqs: views.iter().map(|v| v.2).collect() })
 }
 
 /// Waits (polling every 100 ms, bounded by `timeout`) until [`converged`] holds; on timeout
@@ -497,161 +487,6 @@ async fn churn_of_random_kills_and_joins_converges() {
 // ---------------------------------------------------------------------------------------------
 // 2. A pod cut off from ZooKeeper by a network namespace.
 
-/// Runs `ip <args>`; the error names the command and what it printed.
-fn ip(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("`ip {}`: {e} (install iproute2: apt-get install -y iproute2)", args.join(" ")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("`ip {}` failed ({}): {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()))
-    }
-}
-
-/// A network namespace joined to the host by a veth pair on a /30 of 10.213.0.0/16 that no
-/// interface uses yet: the host end is `.1`, the namespace end `.2`. Everything it made is
-/// removed on drop (processes still in the namespace are killed by pid first).
-struct Netns {
-    name: String,
-    host_if: String,
-    ns_if: String,
-    host_ip: String,
-    ns_ip: String,
-}
-
-impl Netns {
-    fn create() -> Netns {
-        if let Err(e) = ip(&["netns", "list"]) {
-            panic!("this test needs iproute2 with network namespaces, run as root: {e}");
-        }
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let used = ip(&["-o", "-4", "addr", "show"]).unwrap_or_default();
-        let bytes = uuid::Uuid::new_v4().into_bytes();
-        // A third octet no address of this host uses, so the /30 overlaps nothing.
-        let base = (0..16usize)
-            .map(|k| (bytes[k], bytes[(k + 1) % 16] & 0xfc))
-            .find(|(third, _)| !used.contains(&format!(" 10.213.{third}.")))
-            .expect("a free /30 in 10.213.0.0/16");
-        let ns = Netns {
-            name: format!("ochopod-chaos-{}", &id[..12]),
-            host_if: format!("och{}h", &id[..8]),
-            ns_if: format!("och{}n", &id[..8]),
-            host_ip: format!("10.213.{}.{}", base.0, base.1 + 1),
-            ns_ip: format!("10.213.{}.{}", base.0, base.1 + 2),
-        };
-        let host_cidr = format!("{}/30", ns.host_ip);
-        let ns_cidr = format!("{}/30", ns.ns_ip);
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["netns", "add", &ns.name],
-            vec!["link", "add", &ns.host_if, "type", "veth", "peer", "name", &ns.ns_if, "netns", &ns.name],
-            vec!["addr", "add", &host_cidr, "dev", &ns.host_if],
-            vec!["link", "set", &ns.host_if, "up"],
-            vec!["netns", "exec", &ns.name, "ip", "addr", "add", &ns_cidr, "dev", &ns.ns_if],
-            vec!["netns", "exec", &ns.name, "ip", "link", "set", &ns.ns_if, "up"],
-            vec!["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"],
-        ];
-        for step in steps {
-            if let Err(e) = ip(&step) {
-                // `ns` is dropped here, undoing what was made.
-                panic!("cannot set up the test network (run as root, with iproute2 installed): {e}");
-            }
-        }
-        ns
-    }
-
-    /// Take the host end down: the namespace loses its only way out, as if unplugged.
-    fn cut(&self) {
-        ip(&["link", "set", &self.host_if, "down"]).expect("cut the link");
-    }
-
-    fn heal(&self) {
-        ip(&["link", "set", &self.host_if, "up"]).expect("heal the link");
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Only processes this test started can be in a namespace it made.
-        if let Ok(pids) = ip(&["netns", "pids", &self.name]) {
-            for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-        // Deleting the namespace destroys its end of the pair, and with it the host end.
-        let _ = ip(&["link", "del", &self.host_if]);
-        if let Err(e) = ip(&["netns", "del", &self.name]) {
-            eprintln!("cleanup: {e}");
-        }
-    }
-}
-
-/// A standalone ZooKeeper like the harness's, but listening on `address` (the host end of the
-/// veth) so that the namespace can reach it; nothing else changes.
-struct BoundZk {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    connect: String,
-}
-
-impl BoundZk {
-    fn start(address: &str) -> BoundZk {
-        ochopod_integration::zk::check_installed().expect("ZooKeeper");
-        let dir = tempfile::Builder::new().prefix("ochopod-zk-").tempdir().expect("temp dir for ZooKeeper");
-        let port = ochopod_integration::ports::free_port();
-        let data = dir.path().join("data");
-        fs::create_dir_all(&data).unwrap();
-        let cfg = format!(
-            "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress={address}\n\
-             minSessionTimeout=1000\nmaxSessionTimeout=60000\n4lw.commands.whitelist=*\nadmin.enableServer=false\n\
-             maxClientCnxns=0\n",
-            data.display()
-        );
-        let cfg_path = dir.path().join("zoo.cfg");
-        fs::write(&cfg_path, cfg).unwrap();
-        let log = fs::File::create(dir.path().join("zookeeper.log")).unwrap();
-        let child = Command::new("java")
-            .args(["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k"])
-            .arg("-Dzookeeper.admin.enableServer=false")
-            .arg(format!("-Dzookeeper.log.dir={}", dir.path().display()))
-            .arg("-cp")
-            .arg(format!("{CONF_DIR}:{JAR}"))
-            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-            .arg(&cfg_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting java for ZooKeeper");
-        let mut zk = BoundZk { child: Some(child), dir, connect: format!("{address}:{port}") };
-        let res = wait::until_blocking("ZooKeeper to serve requests", Duration::from_secs(60), || {
-            if let Some(Ok(Some(status))) = zk.child.as_mut().map(|c| c.try_wait()) {
-                return Err(format!("java exited early ({status})"));
-            }
-            match four_letter_at(&zk.connect, "srvr") {
-                Ok(s) if s.contains("Mode:") => Ok(()),
-                Ok(s) => Err(format!("answered {s:?}")),
-                Err(e) => Err(e.to_string()),
-            }
-        });
-        if let Err(e) = res {
-            let log = fs::read_to_string(zk.dir.path().join("zookeeper.log")).unwrap_or_default();
-            panic!("{e}\nZooKeeper log:\n{log}");
-        }
-        zk
-    }
-}
-
-impl Drop for BoundZk {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop_child(&mut c, Duration::from_secs(5));
-        }
-    }
-}
-
 /// `ochopod run` inside the namespace with the docker binding: it registers the namespace's
 /// address (`OCHOPOD_DOCKER_IP`) and listens on `0.0.0.0:8080` there, the unremapped control
 /// port, which the host reaches across the veth.
@@ -720,22 +555,23 @@ impl Drop for NsPod {
 async fn a_pod_cut_off_from_zookeeper_is_dropped_and_comes_back() {
     // Declared first, dropped last: the pods and ZooKeeper stop before the network goes.
     let net = Netns::create();
-    let zk_server = BoundZk::start(&net.host_ip);
-    let client = zk_client(&zk_server.connect).await;
+    let zk_server = ZkServer::start_on(&net.host_ip).expect("ZooKeeper on the veth's host end");
+    let connect = zk_server.connect_string();
+    let client = zk_client(&connect).await;
     let http = PodClient::new(None);
     let prefix = paths::cluster_prefix("test", "part");
     let damper = Duration::from_secs(1);
     let yaml = simple_yaml("part", "").replace("damper: 0s", "damper: 1s");
     let run = format!("part-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
-    eprintln!("namespace {} ({}), ZooKeeper at {}", net.name, net.ns_ip, zk_server.connect);
+    eprintln!("namespace {} ({}), ZooKeeper at {}", net.name, net.ns_ip, connect);
 
     // The host pods register 127.0.0.1, which a leader inside the namespace could not reach:
     // they start first and settle, so one of them holds the lowest lock, and the namespaced pod,
     // whose contenders always come later, never leads.
-    let host: Vec<Pod> = (0..2).map(|n| marked_pod(&zk_server.connect, &yaml, &format!("{run}-{n}"))).collect();
+    let host: Vec<Pod> = (0..2).map(|n| marked_pod(&connect, &yaml, &format!("{run}-{n}"))).collect();
     let host_members: Vec<&dyn Member> = host.iter().map(|p| p as &dyn Member).collect();
     wait_converged("the 2 host pods", &http, &client, &prefix, &host_members, SETTLE).await;
-    let cut_off = NsPod::start(&net, &zk_server.connect, &yaml, &format!("{run}-ns"));
+    let cut_off = NsPod::start(&net, &connect, &yaml, &format!("{run}-ns"));
     let all: Vec<&dyn Member> = host.iter().map(|p| p as &dyn Member).chain([&cut_off as &dyn Member]).collect();
     let (before, took) = wait_converged("3 pods, one in the namespace", &http, &client, &prefix, &all, SETTLE).await;
     eprintln!("the namespaced pod joined in {took:?}");

@@ -59,31 +59,11 @@ fn tls_yaml(cluster: &str, cert: &Path, key: &Path, ca: Option<&Path>) -> String
     format!("{}control:\n  tls: {{ cert: {}, key: {}{ca} }}\n", simple_yaml(cluster, ""), cert.display(), key.display())
 }
 
-/// `wait_settled`, over HTTPS: every process running and configured with `size` members, one
-/// leader, the others followers.
+/// `wait_settled` (the harness's definition), over HTTPS.
 async fn wait_settled_tls(pods: &[Pod], client: &PodClient, size: usize) {
-    let res = wait::until(&format!("{} TLS pods settled with size {size}", pods.len()), SETTLE, || async {
-        let mut states = Vec::new();
-        for p in pods {
-            let info = client.info(&p.address(), Duration::from_secs(2)).await.map_err(|e| e.to_string())?;
-            if info.process != "running" {
-                return Err(format!("{} process {}", p.address(), info.process));
-            }
-            match view_of(p) {
-                Some(v) if v.3 == size => {}
-                other => return Err(format!("{} view {other:?}", p.address())),
-            }
-            states.push(info.state);
-        }
-        let leaders = states.iter().filter(|s| *s == "leader").count();
-        let followers = states.iter().filter(|s| *s == "follower").count();
-        if (leaders, followers) != (1, pods.len() - 1) {
-            return Err(format!("states {states:?}"));
-        }
-        Ok(())
-    })
-    .await;
-    if let Err(e) = res {
+    let zk = settle::client(&pods[0].zk).await.expect("ZooKeeper");
+    let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+    if let Err(e) = settle::wait_settled(client, &zk, &addresses, size, SETTLE, |_| true).await {
         for p in pods {
             eprintln!("---- pod {} log tail:\n{}", p.address(), p.log_tail(40));
         }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
 use ochopod_integration::pods::{ochopod_bin, Pod, PodSpec};
+use ochopod_integration::settle;
 use ochopod_integration::zk::ZkServer;
+use zookeeper_client as zk;
 
 struct Opts {
     out: PathBuf,
@@ -60,12 +62,10 @@ files:
     )
 }
 
-fn size_of(pod: &Pod) -> usize {
-    fs::read_to_string(pod.dir.path().join("size.txt")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
-}
-
 struct Bench {
     zk: ZkServer,
+    /// Reads `pods/` and `snapshot` for the settled check; connected before any timing starts.
+    client: zk::Client,
     bin: PathBuf,
     next_ns: usize,
 }
@@ -85,38 +85,22 @@ impl Bench {
     }
 }
 
-/// Polls until every pod runs, was configured with `size` members and one pod is `leader`.
-/// Returns the leader's position.
-async fn settled(pods: &[&Pod], size: usize, timeout: Duration) -> anyhow::Result<usize> {
+/// Polls (every 10 ms) until the pods are settled with `size` (the harness's one definition,
+/// DESIGN.md §8). Returns the leader's position.
+async fn settled(zk: &zk::Client, pods: &[&Pod], size: usize, timeout: Duration) -> anyhow::Result<usize> {
     let start = Instant::now();
+    let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+    let http = pods[0].client();
     loop {
-        if let Some(leader) = settled_now(pods, size).await {
-            return Ok(leader);
-        }
+        let last = match settle::settled_now(http, zk, &addresses, size).await {
+            Ok(s) => return Ok(s.leader),
+            Err(e) => e,
+        };
         if start.elapsed() > timeout {
-            bail!("{} pods did not settle at size {size} within {timeout:?}", pods.len());
+            bail!("{} pods did not settle at size {size} within {timeout:?}: {last}", pods.len());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn settled_now(pods: &[&Pod], size: usize) -> Option<usize> {
-    if pods.iter().any(|p| size_of(p) != size) {
-        return None;
-    }
-    let mut leader = None;
-    for (n, p) in pods.iter().enumerate() {
-        let i = p.info().await.ok()?;
-        if i.process != "running" {
-            return None;
-        }
-        match i.state.as_str() {
-            "leader" if leader.is_none() => leader = Some(n),
-            "follower" => {}
-            _ => return None,
-        }
-    }
-    leader
 }
 
 async fn leader_among(pods: &[&Pod], timeout: Duration) -> anyhow::Result<usize> {
@@ -139,17 +123,17 @@ async fn formation(b: &mut Bench, n: usize) -> anyhow::Result<f64> {
     let t = Instant::now();
     let pods = b.start_many(&ns, "form", n, "15s")?;
     let refs: Vec<&Pod> = pods.iter().collect();
-    settled(&refs, n, Duration::from_secs(120)).await?;
+    settled(&b.client, &refs, n, Duration::from_secs(120)).await?;
     Ok(t.elapsed().as_secs_f64())
 }
 
 async fn join(b: &mut Bench) -> anyhow::Result<f64> {
     let ns = b.namespace();
     let mut pods = b.start_many(&ns, "join", 3, "15s")?;
-    settled(&pods.iter().collect::<Vec<_>>(), 3, Duration::from_secs(60)).await?;
+    settled(&b.client, &pods.iter().collect::<Vec<_>>(), 3, Duration::from_secs(60)).await?;
     let t = Instant::now();
     pods.push(b.start(&ns, "join", "15s")?);
-    settled(&pods.iter().collect::<Vec<_>>(), 4, Duration::from_secs(60)).await?;
+    settled(&b.client, &pods.iter().collect::<Vec<_>>(), 4, Duration::from_secs(60)).await?;
     Ok(t.elapsed().as_secs_f64())
 }
 
@@ -157,7 +141,7 @@ async fn join(b: &mut Bench) -> anyhow::Result<f64> {
 async fn failover(b: &mut Bench, session: &str, kill: bool) -> anyhow::Result<(f64, f64)> {
     let ns = b.namespace();
     let mut pods = b.start_many(&ns, "failover", 3, session)?;
-    let leader = settled(&pods.iter().collect::<Vec<_>>(), 3, Duration::from_secs(60)).await?;
+    let leader = settled(&b.client, &pods.iter().collect::<Vec<_>>(), 3, Duration::from_secs(60)).await?;
     let mut old = pods.remove(leader);
     let t = Instant::now();
     if kill {
@@ -168,7 +152,7 @@ async fn failover(b: &mut Bench, session: &str, kill: bool) -> anyhow::Result<(f
     let refs: Vec<&Pod> = pods.iter().collect();
     leader_among(&refs, Duration::from_secs(60)).await?;
     let new_leader = t.elapsed().as_secs_f64();
-    settled(&refs, 2, Duration::from_secs(60)).await?;
+    settled(&b.client, &refs, 2, Duration::from_secs(60)).await?;
     let done = t.elapsed().as_secs_f64();
     drop(old);
     Ok((new_leader, done))
@@ -195,7 +179,7 @@ fn cpu_ns(pid: u32) -> Option<u64> {
 async fn idle(b: &mut Bench, window: Duration) -> anyhow::Result<Vec<(f64, f64, f64)>> {
     let ns = b.namespace();
     let pods = b.start_many(&ns, "idle", 3, "15s")?;
-    settled(&pods.iter().collect::<Vec<_>>(), 3, Duration::from_secs(60)).await?;
+    settled(&b.client, &pods.iter().collect::<Vec<_>>(), 3, Duration::from_secs(60)).await?;
     let before: Vec<u64> = pods.iter().map(|p| cpu_ns(p.pid()).unwrap_or(0)).collect();
     tokio::time::sleep(window).await;
     Ok(pods
@@ -214,7 +198,7 @@ async fn idle(b: &mut Bench, window: Duration) -> anyhow::Result<Vec<(f64, f64, 
 async fn info_throughput(b: &mut Bench, clients: usize, window: Duration) -> anyhow::Result<(f64, f64, f64)> {
     let ns = b.namespace();
     let pods = b.start_many(&ns, "info", 1, "15s")?;
-    settled(&pods.iter().collect::<Vec<_>>(), 1, Duration::from_secs(60)).await?;
+    settled(&b.client, &pods.iter().collect::<Vec<_>>(), 1, Duration::from_secs(60)).await?;
     let url = format!("http://{}/info", pods[0].address());
     let deadline = Instant::now() + window;
     let mut tasks = Vec::new();
@@ -298,7 +282,9 @@ fn machine() -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let o = opts()?;
-    let mut b = Bench { zk: ZkServer::start()?, bin: ochopod_bin()?, next_ns: 0 };
+    let zk = ZkServer::start()?;
+    let client = settle::client(&zk.connect_string()).await?;
+    let mut b = Bench { zk, client, bin: ochopod_bin()?, next_ns: 0 };
     let mut t = Table::default();
     let runs = o.runs;
 
@@ -409,7 +395,7 @@ async fn scale(b: &mut Bench) -> anyhow::Result<BTreeMap<String, String>> {
     let ns = b.namespace();
     let t = Instant::now();
     let pods = b.start_many(&ns, "big", 200, "30s")?;
-    settled(&pods.iter().collect::<Vec<_>>(), 200, Duration::from_secs(600)).await?;
+    settled(&b.client, &pods.iter().collect::<Vec<_>>(), 200, Duration::from_secs(600)).await?;
     notes.insert(
         "1 cluster of 200 pods".to_string(),
         format!("settled in {:.2} s; ochopod RSS total {:.0} MiB", t.elapsed().as_secs_f64(), total_rss_mib(&pods)),
@@ -422,7 +408,7 @@ async fn scale(b: &mut Bench) -> anyhow::Result<BTreeMap<String, String>> {
         clusters.push(b.start_many(&ns, &format!("c{c}"), 10, "30s")?);
     }
     for pods in &clusters {
-        settled(&pods.iter().collect::<Vec<_>>(), 10, Duration::from_secs(600)).await?;
+        settled(&b.client, &pods.iter().collect::<Vec<_>>(), 10, Duration::from_secs(600)).await?;
     }
     let all: Vec<Pod> = clusters.into_iter().flatten().collect();
     notes.insert(

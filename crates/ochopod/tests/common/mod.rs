@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use ochopod_api::Info;
 pub use ochopod_integration::pods::{Pod, PodSpec};
-pub use ochopod_integration::wait;
 pub use ochopod_integration::zk::ZkServer;
+#[allow(unused_imports)]
+pub use ochopod_integration::{settle, wait};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ochopod");
 
@@ -67,35 +68,15 @@ pub async fn infos(pods: &[&Pod]) -> Result<Vec<Info>, String> {
     Ok(out)
 }
 
-/// Waits until every pod runs its process, has been configured with `size` members, and exactly
-/// one pod leads with no configuration pending. Returns the index (in `pods`) of the leader.
+/// Waits until the pods form a settled cluster of `size` (the harness's one definition,
+/// DESIGN.md §8: all running, one plain `leader`, the rest `follower`, `size` registrations and
+/// `size` pods in the snapshot). Returns the index (in `pods`) of the leader; on timeout prints
+/// the pods' logs and panics.
 pub async fn wait_settled(pods: &[&Pod], size: usize, timeout: Duration) -> usize {
-    let res = wait::until(&format!("{} pods settled with size {size}", pods.len()), timeout, || async {
-        let infos = infos(pods).await?;
-        for (p, i) in pods.iter().zip(&infos) {
-            if i.process != "running" {
-                return Err(format!("{} process {}", p.address(), i.process));
-            }
-            match view_of(p) {
-                Some(v) if v.3 == size => {}
-                other => return Err(format!("{} view {other:?}", p.address())),
-            }
-        }
-        let leaders: Vec<usize> =
-            infos.iter().enumerate().filter(|(_, i)| i.state.starts_with("leader")).map(|(n, _)| n).collect();
-        match leaders.as_slice() {
-            [n] if infos[*n].state == "leader" => {}
-            _ => return Err(format!("states {:?}", infos.iter().map(|i| &i.state).collect::<Vec<_>>())),
-        }
-        let followers = infos.iter().filter(|i| i.state == "follower").count();
-        if followers != pods.len() - 1 {
-            return Err(format!("{followers} followers"));
-        }
-        Ok(leaders[0])
-    })
-    .await;
-    match res {
-        Ok(n) => n,
+    let zk = ochopod_integration::settle::client(&pods[0].zk).await.expect("ZooKeeper");
+    let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+    match settle::wait_settled(pods[0].client(), &zk, &addresses, size, timeout, |_| true).await {
+        Ok(s) => s.leader,
         Err(e) => {
             for p in pods {
                 eprintln!("---- pod {} log tail:\n{}", p.address(), p.log_tail(40));

@@ -1,0 +1,109 @@
+//! "Settled", defined once (DESIGN.md §8) for the benchmark and every test that waits for a
+//! formed cluster: every pod's process runs, exactly one pod's state is plain `leader` (not
+//! configuring, not pending) and every other is `follower`, `pods/` holds N registrations (nodes
+//! that are no usable registration do not count) and `snapshot` N entries. The `hash` that was written comes back, so a failover can wait for a
+//! settled cluster with a *new* hash.
+
+use std::time::Duration;
+
+use ochopod_api::{Info, PodClient};
+use ochopod_core::paths;
+use zookeeper_client as zk;
+
+use crate::wait;
+
+/// A settled cluster, as seen by [`settled_now`].
+#[derive(Clone, Debug)]
+pub struct Settled {
+    /// Index (in the addresses given) of the leader.
+    pub leader: usize,
+    /// The `hash` node's content.
+    pub hash: String,
+    /// Every pod's `/info`, in the addresses' order.
+    pub infos: Vec<Info>,
+}
+
+/// One look at the cluster of the pods at `addresses` (control API), read through `http` (plain
+/// or TLS) and the ZooKeeper client `zk`. `Err` says what is not settled yet.
+pub async fn settled_now(
+    http: &PodClient,
+    zk: &zk::Client,
+    addresses: &[String],
+    size: usize,
+) -> Result<Settled, String> {
+    let mut infos = Vec::with_capacity(addresses.len());
+    for address in addresses {
+        let info = http.info(address, Duration::from_secs(3)).await.map_err(|e| e.to_string())?;
+        if info.process != "running" {
+            return Err(format!("{address} process {}", info.process));
+        }
+        infos.push(info);
+    }
+    let leaders: Vec<usize> = (0..infos.len()).filter(|&n| infos[n].state == "leader").collect();
+    let followers = infos.iter().filter(|i| i.state == "follower").count();
+    let [leader] = leaders[..] else {
+        return Err(format!("states {:?}", infos.iter().map(|i| &i.state).collect::<Vec<_>>()));
+    };
+    if followers + 1 != infos.len() {
+        return Err(format!("states {:?}", infos.iter().map(|i| &i.state).collect::<Vec<_>>()));
+    }
+    let prefix = paths::cluster_prefix(&infos[leader].namespace, &infos[leader].cluster);
+    let pods_dir = paths::pods_dir(&prefix);
+    let children = zk.list_children(&pods_dir).await.map_err(|e| format!("list {pods_dir}: {e}"))?;
+    let mut registered = children.len();
+    if registered != size {
+        // Nodes that are no usable registration (a test's hostile ones) are no pods.
+        registered = 0;
+        for child in &children {
+            let Ok((data, _)) = zk.get_data(&format!("{pods_dir}/{child}")).await else { continue };
+            let usable = serde_json::from_slice::<ochopod_core::Registration>(&data)
+                .is_ok_and(|r| r.validate(r.port.parse().unwrap_or(8080)).is_ok());
+            registered += usize::from(usable);
+        }
+    }
+    if registered != size {
+        return Err(format!("{registered} registrations under {pods_dir}, want {size}"));
+    }
+    let snapshot_node = paths::snapshot_node(&prefix);
+    let (snapshot, _) = zk.get_data(&snapshot_node).await.map_err(|e| format!("get {snapshot_node}: {e}"))?;
+    let entries = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&snapshot)
+        .map_err(|e| format!("{snapshot_node}: {e}"))?
+        .len();
+    if entries != size {
+        return Err(format!("{entries} pods in {snapshot_node}, want {size}"));
+    }
+    let hash_node = paths::hash_node(&prefix);
+    let (hash, _) = zk.get_data(&hash_node).await.map_err(|e| format!("get {hash_node}: {e}"))?;
+    Ok(Settled { leader, hash: String::from_utf8_lossy(&hash).into_owned(), infos })
+}
+
+/// Waits (bounded by `timeout`) until [`settled_now`] holds and `accept` agrees (e.g. a hash
+/// other than the one before a failover); the error names the last observation.
+pub async fn wait_settled(
+    http: &PodClient,
+    zk: &zk::Client,
+    addresses: &[String],
+    size: usize,
+    timeout: Duration,
+    accept: impl Fn(&Settled) -> bool,
+) -> anyhow::Result<Settled> {
+    wait::until(&format!("{} pods settled with {size} registered", addresses.len()), timeout, || async {
+        let settled = settled_now(http, zk, addresses, size).await?;
+        if accept(&settled) {
+            Ok(settled)
+        } else {
+            Err(format!("settled, but not as wanted (hash {})", settled.hash))
+        }
+    })
+    .await
+}
+
+/// A ZooKeeper client for [`settled_now`], bounded in time.
+pub async fn client(connect: &str) -> anyhow::Result<zk::Client> {
+    let connecting = zk::Client::connector().with_session_timeout(Duration::from_secs(10)).connect(connect);
+    match tokio::time::timeout(Duration::from_secs(20), connecting).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => anyhow::bail!("connecting to ZooKeeper at {connect}: {e}"),
+        Err(_) => anyhow::bail!("connecting to ZooKeeper at {connect}: no session within 20 s"),
+    }
+}
