@@ -132,7 +132,7 @@ fn hooks(h: &Hooks) -> Value {
 
 fn control(c: &ControlSettings) -> Value {
     map([
-        ("token_source", opt(c.token_source.clone())),
+        ("token_source", opt(c.token_source.as_ref().map(ToString::to_string))),
         ("protect_reads", c.protect_reads.into()),
         (
             "tls",

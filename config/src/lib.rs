@@ -45,6 +45,7 @@ pub mod duration;
 pub mod env;
 pub mod error;
 pub mod locate;
+pub mod policy;
 pub mod raw;
 pub mod settings;
 pub mod zk;
@@ -55,6 +56,7 @@ mod validate;
 
 pub use display::to_display_yaml;
 pub use error::ConfigError;
+pub use policy::{PodEnv, TokenSource};
 pub use settings::*;
 pub use zk::ZkTarget;
 

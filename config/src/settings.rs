@@ -170,8 +170,8 @@ pub struct ControlSettings {
     /// The bearer token for mutating routes. Never serialised, never logged, never registered.
     #[serde(skip)]
     pub token: Option<Secret>,
-    /// Where the token came from (`file /path`, `env NAME`), safe to show.
-    pub token_source: Option<String>,
+    /// Where the token came from (shown `file /path`, `env NAME`), safe to show.
+    pub token_source: Option<crate::TokenSource>,
     /// Also require the token on read-only routes.
     pub protect_reads: bool,
     pub tls: Option<Tls>,

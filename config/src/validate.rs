@@ -13,6 +13,7 @@ use crate::raw::*;
 use crate::settings::*;
 use crate::zk::ZkTarget;
 use crate::Env;
+use crate::TokenSource;
 
 /// Where errors point: the file name as given, and its text for [`locate`].
 struct Ctx<'a> {
@@ -471,7 +472,7 @@ fn control(ctx: &Ctx, raw: RawControl, warnings: &mut Vec<String>) -> Result<Con
             if token.is_empty() {
                 return Err(ctx.err(&at, format!("the token file {} is empty", full.display())));
             }
-            (Some(Secret(token.to_owned())), Some(format!("file {}", full.display())))
+            (Some(Secret(token.to_owned())), Some(TokenSource::File(full)))
         }
         (None, Some(name)) => {
             let at = path.key("token_env");
@@ -479,7 +480,7 @@ fn control(ctx: &Ctx, raw: RawControl, warnings: &mut Vec<String>) -> Result<Con
             if token.is_empty() {
                 return Err(ctx.err(&at, format!("the environment variable `{name}` is not set or empty")));
             }
-            (Some(Secret(token.to_owned())), Some(format!("env {name}")))
+            (Some(Secret(token.to_owned())), Some(TokenSource::Env(name)))
         }
         (None, None) => (None, None),
     };

@@ -141,7 +141,7 @@ fn sidecar_fixture_reads_its_token_and_never_shows_it() {
     assert_eq!(s.namespace, "my-app.staging");
     assert_eq!(s.model.depends_on, vec!["web-*", "/other.kafka"]);
     assert_eq!(s.control.token, Some(Secret("not-a-real-token-fixture".into())));
-    assert_eq!(s.control.token_source.as_deref(), Some("file fixtures/good/secrets/ochopod-token"));
+    assert_eq!(s.control.token_source, Some(TokenSource::File("fixtures/good/secrets/ochopod-token".into())));
     assert!(s.control.protect_reads);
     assert_eq!((s.control.body_limit, s.control.log_lines), (512 * 1024, 200));
     let secret = "not-a-real-token-fixture";
@@ -157,7 +157,7 @@ fn token_from_env_and_its_errors() {
     let yaml = "cluster: c\ncontrol: { token_env: MY_TOKEN }";
     let s = parse(yaml, &env(&[("MY_TOKEN", "s3cret\n")])).unwrap();
     assert_eq!(s.control.token, Some(Secret("s3cret".into())));
-    assert_eq!(s.control.token_source.as_deref(), Some("env MY_TOKEN"));
+    assert_eq!(s.control.token_source, Some(TokenSource::Env("MY_TOKEN".into())));
     assert_eq!(
         err(yaml, &env(&[("MY_TOKEN", "")])),
         "pod.yaml:2:23: control.token_env: the environment variable `MY_TOKEN` is not set or empty"
@@ -208,7 +208,7 @@ fn token_file_is_read_relative_to_the_yaml() {
     std::fs::write(&yaml, "cluster: c\ncontrol: { token_file: token }\n").unwrap();
     let s = load(&yaml, &Env::new()).unwrap();
     assert_eq!(s.control.token, Some(Secret("abc".into())));
-    assert_eq!(s.control.token_source, Some(format!("file {}", dir.path().join("token").display())));
+    assert_eq!(s.control.token_source, Some(TokenSource::File(dir.path().join("token"))));
     std::fs::write(dir.path().join("token"), "\n").unwrap();
     let e = load(&yaml, &Env::new()).unwrap_err();
     assert_eq!((e.line, e.column, e.field.as_str()), (2, 24, "control.token_file"));

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::machine::{Action, HookKind, Input, JobId, Machine, Policy};
 use crate::process::{http_client, run_hook, run_sanity, signal_group, spawn_child};
-use crate::render::{base_dir, ochopod_env, pod_env, render, token_env, write_files, Rendered};
+use crate::render::{render, write_files, Rendered};
 
 pub struct Executor {
     settings: Arc<Settings>,
@@ -36,17 +36,16 @@ pub struct Executor {
     /// The shutdown requests waiting for the pod to be dead.
     shutdowns: HashMap<JobId, oneshot::Sender<()>>,
     next_id: JobId,
-    /// The pod's own environment, read once, without the token variable: the base of the
-    /// child's, the hooks' and the template `env`.
+    /// The pod's own environment, read once, as [`Settings::pod_env`] lets processes see it: the
+    /// base of the child's, the hooks' and the template `env`.
     env: BTreeMap<String, String>,
-    /// The token variable, also removed from what hooks and checks inherit from ochopod itself.
-    hidden: Option<String>,
+    /// Secret variables, also removed from what hooks and checks inherit from ochopod itself.
+    hidden: Vec<String>,
     /// The client of HTTP sanity checks, built at the first one.
     http: Option<Result<reqwest::Client, String>>,
     /// The last successful configuration: what a spawn starts.
     rendered: Option<Rendered>,
-    /// Where children run: `process.cwd` resolved against the declaration's folder, else that
-    /// folder.
+    /// Where the child, hooks and checks run: [`Settings::run_dir`].
     cwd: Option<PathBuf>,
 }
 
@@ -60,12 +59,8 @@ impl Executor {
     /// As [`Executor::new`] with the pod environment given (tests, `ochopod render`).
     pub fn with_env(settings: Arc<Settings>, events: EventBus, env: BTreeMap<String, String>) -> Self {
         let machine = Machine::new(Policy::from_settings(&settings), rand::random());
-        // The process, hooks and checks run where the files render (process.cwd, else the
-        // declaration's folder), so a relative path means the same thing everywhere. An empty
-        // folder (a declaration given as a bare file name) is the current directory already.
-        let cwd = Some(base_dir(&settings)).filter(|dir| !dir.as_os_str().is_empty());
-        let env = pod_env(&settings, &env);
-        let hidden = token_env(&settings).map(str::to_string);
+        let cwd = settings.run_dir();
+        let ochopod_config::PodEnv { vars: env, hidden } = settings.pod_env(&env);
         Executor {
             settings,
             events,
@@ -81,10 +76,10 @@ impl Executor {
         }
     }
 
-    /// A hook or sanity command: the pod's environment plus `env`, never the token variable.
+    /// A hook or sanity command: the pod's environment plus `env`, never a hidden variable.
     fn shell(&self, command: &str, timeout: std::time::Duration, env: BTreeMap<String, String>) -> Shell {
         let mut shell = Shell::new(command, timeout).envs(env).cwd(self.cwd.clone());
-        if let Some(name) = &self.hidden {
+        for name in &self.hidden {
             shell = shell.env_remove(name.clone());
         }
         shell
@@ -138,7 +133,7 @@ impl Executor {
                 };
                 let stdin = stdin.unwrap_or_else(|| view_json(view.as_deref()));
                 let mut env = self.env.clone();
-                env.extend(ochopod_env(&self.settings, view.as_deref()));
+                env.extend(self.settings.ochopod_vars(view.as_deref()));
                 // What the original handed `tear_down` and `signaled` (the Popen), as a pid.
                 if let Some(pid) = self.machine.pid() {
                     env.insert("OCHOPOD_PID".into(), pid.to_string());
@@ -210,7 +205,7 @@ impl Executor {
                     return Some(Input::SanityDone { gen, result: Ok(None) });
                 };
                 let mut env = self.env.clone();
-                env.extend(ochopod_env(&self.settings, self.machine.last_view()));
+                env.extend(self.settings.ochopod_vars(self.machine.last_view()));
                 let shell = self.shell("", sanity.timeout, env);
                 let http = self.http.get_or_insert_with(http_client).clone();
                 let fut = async move { run_sanity(&check, &http, shell).await };

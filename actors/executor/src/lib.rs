@@ -16,9 +16,10 @@
 //! `ochopod-proc` crate, whose reaper reaps orphaned zombies as PID 1 or as a child subreaper
 //! without stealing the exit status of the children we await.
 //!
-//! Secrets: the variable the control token was read from (`control.token_env`) is removed from
-//! everything the pod starts or renders: the child's environment, hooks, sanity commands and the
-//! templates' `env`.
+//! Secrets and places: what the child, hooks, sanity commands and the templates' `env` see of
+//! ochopod's environment, and the folder they run in, is the config's pod-wide policy
+//! ([`ochopod_config::Settings::pod_env`], [`ochopod_config::Settings::run_dir`]): no control
+//! token variable, no ZooKeeper credentials.
 //!
 //! Failure policy: a process exiting 0 finalizes the pod, which then idles as dead (410 to every
 //! command, info and log still served). A failing process is restarted after a decorrelated-jitter

@@ -6,7 +6,7 @@
 //! naming the template, not an empty string that would start a broken process.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use minijinja::value::Value as JinjaValue;
@@ -36,49 +36,6 @@ pub enum RenderError {
     Split { file: PathBuf, command: String, message: String },
     #[error("{file}: process.command rendered to an empty command")]
     EmptyCommand { file: PathBuf },
-}
-
-/// The `OCHOPOD_*` variables that hooks, sanity commands and the child all see.
-pub fn ochopod_env(settings: &Settings, view: Option<&ClusterView>) -> BTreeMap<String, String> {
-    let mut env = BTreeMap::new();
-    env.insert("OCHOPOD_CLUSTER".to_string(), settings.cluster.clone());
-    env.insert("OCHOPOD_NAMESPACE".to_string(), settings.namespace.clone());
-    if let Some(v) = view {
-        env.insert("OCHOPOD_INDEX".to_string(), v.index.to_string());
-        env.insert("OCHOPOD_SEQ".to_string(), v.seq.to_string());
-        env.insert("OCHOPOD_SIZE".to_string(), v.size.to_string());
-        env.insert("OCHOPOD_KEY".to_string(), v.key.clone());
-        if let Some(e) = v.epoch {
-            env.insert("OCHOPOD_EPOCH".to_string(), e.to_string());
-        }
-    }
-    env
-}
-
-/// The variable the control token was read from (`control.token_env`), which nothing the pod
-/// starts or renders may see. `token_source` reads `env NAME` for it.
-pub fn token_env(settings: &Settings) -> Option<&str> {
-    settings.control.token_source.as_deref()?.strip_prefix("env ")
-}
-
-/// The pod's environment as its processes and templates may see it: without the token variable.
-pub fn pod_env(settings: &Settings, env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut env = env.clone();
-    if let Some(name) = token_env(settings) {
-        env.remove(name);
-    }
-    env
-}
-
-/// Where relative paths (files, `cwd`) are anchored: `process.cwd` if set, else the folder of
-/// the declaration.
-pub fn base_dir(settings: &Settings) -> PathBuf {
-    let source_dir = settings.source.parent().map(Path::to_path_buf).unwrap_or_default();
-    match settings.process.as_ref().and_then(|p| p.cwd.as_ref()) {
-        Some(cwd) if cwd.is_absolute() => cwd.clone(),
-        Some(cwd) => source_dir.join(cwd),
-        None => source_dir,
-    }
 }
 
 struct Renderer<'a> {
@@ -133,17 +90,18 @@ fn renderer<'a>(settings: &'a Settings, view: &ClusterView, env: &BTreeMap<Strin
     Renderer { settings, jinja, ctx: JinjaValue::from(minijinja::value::Serde(&ctx)) }
 }
 
-/// Render everything a configuration needs. `env` is the pod's own environment (the template's
-/// `env` and the base of the child's environment), minus the token variable (see [`pod_env`]),
-/// which the child does not get even when `process.env` names it.
+/// Render everything a configuration needs. `env` is ochopod's own environment; the template's
+/// `env` and the base of the child's environment are what [`Settings::pod_env`] keeps of it (no
+/// token variable, no ZooKeeper credentials), and the child does not get the token variable
+/// even when `process.env` names it.
 pub fn render(
     settings: &Settings,
     view: &ClusterView,
     env: &BTreeMap<String, String>,
 ) -> Result<Rendered, RenderError> {
-    let env = &pod_env(settings, env);
+    let env = &settings.pod_env(env).vars;
     let r = renderer(settings, view, env);
-    let base = base_dir(settings);
+    let base = settings.work_dir();
     let mut files = Vec::with_capacity(settings.files.len());
     for (i, f) in settings.files.iter().enumerate() {
         let name = format!("files[{i}] ({})", f.path.display());
@@ -177,8 +135,8 @@ pub fn render(
             None => None,
         };
     }
-    child_env.extend(ochopod_env(settings, Some(view)));
-    if let Some(name) = token_env(settings) {
+    child_env.extend(settings.ochopod_vars(Some(view)));
+    if let Some(name) = settings.token_env() {
         child_env.remove(name);
     }
     Ok(Rendered { argv, env: child_env, files, sanity })
@@ -287,7 +245,7 @@ mod tests {
     #[test]
     fn the_token_variable_is_neither_in_the_template_env_nor_in_the_childs() {
         let mut s = settings(Some("probe"));
-        s.control.token_source = Some("env POD_TOKEN".into());
+        s.control.token_source = Some(ochopod_config::TokenSource::Env("POD_TOKEN".into()));
         s.process.as_mut().unwrap().env.insert("POD_TOKEN".into(), "declared".into());
         s.files.push(ochopod_config::FileTemplate {
             path: "/tmp/x".into(),
@@ -299,10 +257,8 @@ mod tests {
         assert_eq!(r.files[0].1, "hidden o");
         assert_eq!(r.env.get("POD_TOKEN"), None);
         assert_eq!(r.env["OTHER"], "o");
-        assert_eq!(pod_env(&s, &env).get("POD_TOKEN"), None);
         // A token from a file hides nothing.
-        s.control.token_source = Some("file /run/secrets/token".into());
-        assert_eq!(token_env(&s), None);
+        s.control.token_source = Some(ochopod_config::TokenSource::File("/run/secrets/token".into()));
         assert_eq!(render(&s, &view(), &env).unwrap().env["POD_TOKEN"], "declared");
     }
 

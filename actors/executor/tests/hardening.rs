@@ -57,7 +57,7 @@ fn the_control_token_variable_reaches_no_child_hook_check_or_template() {
     assert!(std::env::var_os(VAR).is_some(), "cargo did not set {VAR}");
     run(async {
         let mut f = Fixture::new(&format!("--env-keys {VAR},OTHER_VAR"));
-        f.settings.control.token_source = Some(format!("env {VAR}"));
+        f.settings.control.token_source = Some(ochopod_config::TokenSource::Env(VAR.into()));
         let hook_out = f.path("hook.txt");
         let check_out = f.path("check.txt");
         let show = format!("${{{VAR}:-unset}} ${{OTHER_VAR:-unset}}");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use ochopod_api::wire::health;
 use ochopod_api::PodClient;
-use ochopod_config::Settings;
+use ochopod_config::{Env, PodEnv, Settings};
 use ochopod_core::deps::Dependency;
 use ochopod_core::events::{Event, EventBus};
 use ochopod_core::hash::state_hash;
@@ -57,6 +57,8 @@ pub struct Leader {
     stopped: bool,
     /// Registrations refused so far, so each is warned about once, not on every scan.
     refused: BTreeSet<String>,
+    /// What the probe gets of ochopod's environment, read once ([`Settings::pod_env`]).
+    env: PodEnv,
 }
 
 struct SessionCtx {
@@ -120,6 +122,7 @@ impl Leader {
                 _ => true,
             })
             .collect();
+        let settings_env = settings.pod_env(&ochopod_config::process_env());
         Leader {
             settings,
             key,
@@ -137,7 +140,14 @@ impl Leader {
             stats: Stats::default(),
             stopped: false,
             refused: BTreeSet::new(),
+            env: settings_env,
         }
+    }
+
+    /// As [`Leader::new`], with ochopod's environment given instead of read (tests).
+    pub fn with_env(mut self, env: &Env) -> Self {
+        self.env = self.settings.pod_env(env);
+        self
     }
 
     /// Leaves out registrations that cannot be used safely (see `Registration::validate`): one
@@ -367,18 +377,15 @@ impl Leader {
             Err(_) => serde_json::to_string(&payload),
         }
         .unwrap_or_default();
-        let env = vec![
-            ("OCHOPOD_CLUSTER".to_string(), self.settings.cluster.clone()),
-            ("OCHOPOD_NAMESPACE".to_string(), self.settings.namespace.clone()),
-            ("OCHOPOD_KEY".to_string(), self.key.clone()),
-            ("OCHOPOD_SIZE".to_string(), payload.pods.len().to_string()),
-            ("OCHOPOD_EPOCH".to_string(), lead.epoch.to_string()),
-            ("OCHOPOD_LEADER".to_string(), "true".to_string()),
-        ];
-        let (addr, token, hidden) = (ctx.address(), self.token, probe::token_env(&self.settings));
-        let cwd = self.settings.source.parent().filter(|d| !d.as_os_str().is_empty()).map(|d| d.to_path_buf());
+        let mut vars = self.settings.ochopod_vars(None);
+        vars.insert("OCHOPOD_KEY".to_string(), self.key.clone());
+        vars.insert("OCHOPOD_SIZE".to_string(), payload.pods.len().to_string());
+        vars.insert("OCHOPOD_EPOCH".to_string(), lead.epoch.to_string());
+        vars.insert("OCHOPOD_LEADER".to_string(), "true".to_string());
+        let shell = probe::shell(&self.settings, &probe, &self.env, vars, stdin);
+        let (addr, token) = (ctx.address(), self.token);
         self.spawn(async move {
-            let status = probe::run(&probe.command, probe.timeout, stdin, env, hidden, cwd).await;
+            let status = probe::run(shell).await;
             addr.do_send(ProbeDone { token, status });
         });
     }

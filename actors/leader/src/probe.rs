@@ -7,42 +7,34 @@
 //!
 //! It runs through the shared runner of `ochopod-proc`: in its own process group, killed whole
 //! when it outlives its timeout (a probe script's `curl` does not linger), registered with the
-//! orphan reaper so its exit status is never taken from us, and without the variable holding
-//! the control token.
+//! orphan reaper so its exit status is never taken from us. Where it runs and what environment it
+//! gets is the config's pod-wide policy, shared with the process and the hooks.
 
-use std::time::Duration;
-
-use ochopod_config::Settings;
+use ochopod_config::{Env, PodEnv, Probe, Settings};
 use ochopod_proc::{Shell, ShellError};
 
 /// The longest status we keep: it is shown by `/info` on one line.
 const MAX_STATUS: usize = 200;
 
-/// The variable the control token was read from (`control.token_env`), which the probe must not
-/// see, from the settings' `control.token_source` (`env NAME` or `file PATH`).
-pub fn token_env(settings: &Settings) -> Option<String> {
-    token_variable(settings.control.token_source.as_deref())
-}
-
-fn token_variable(token_source: Option<&str>) -> Option<String> {
-    token_source?.strip_prefix("env ").map(str::to_string)
+/// The probe as the pod runs it: in [`Settings::run_dir`] like the process and the hooks, with
+/// what [`Settings::pod_env`] keeps of ochopod's environment (`env`) plus `vars`, and without its
+/// hidden variables (the control token's, unusable ZooKeeper URLs), which `sh` would otherwise
+/// inherit from ochopod.
+pub fn shell(settings: &Settings, probe: &Probe, env: &PodEnv, vars: Env, stdin: String) -> Shell {
+    let mut shell = Shell::new(&probe.command, probe.timeout)
+        .stdin(stdin)
+        .envs(env.vars.clone())
+        .envs(vars)
+        .cwd(settings.run_dir());
+    for name in &env.hidden {
+        shell = shell.env_remove(name.clone());
+    }
+    shell
 }
 
 /// Runs the probe and returns the status line. Never fails: a probe that cannot even start is a
-/// status too. `hidden` names a variable of ochopod's environment the probe must not inherit;
-/// `cwd` is where it runs (the declaration's folder, like the process and the hooks).
-pub async fn run(
-    command: &str,
-    timeout: Duration,
-    stdin_json: String,
-    env: Vec<(String, String)>,
-    hidden: Option<String>,
-    cwd: Option<std::path::PathBuf>,
-) -> String {
-    let mut shell = Shell::new(command, timeout).stdin(stdin_json).envs(env).cwd(cwd);
-    if let Some(name) = hidden {
-        shell = shell.env_remove(name);
-    }
+/// status too.
+pub async fn run(shell: Shell) -> String {
     match shell.run().await {
         Err(ShellError::TimedOut(_)) => "* probe timed out".to_string(),
         Err(ShellError::Spawn(e)) => format!("* probe could not start: {e}"),
@@ -75,6 +67,11 @@ fn shorten(mut s: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn sh(command: &str, timeout: Duration) -> Shell {
+        Shell::new(command, timeout)
+    }
 
     #[test]
     fn success_keeps_the_last_line_of_stdout() {
@@ -98,19 +95,14 @@ mod tests {
     #[tokio::test]
     async fn a_real_probe_reads_stdin_and_env() {
         let env = vec![("OCHOPOD_CLUSTER".to_string(), "zk".to_string())];
-        let s = run(
-            "read line; echo \"$OCHOPOD_CLUSTER $line\"",
-            Duration::from_secs(5),
-            "{\"a\":1}\n".into(),
-            env,
-            None,
-            None,
-        )
+        let s = run(sh("read line; echo \"$OCHOPOD_CLUSTER $line\"", Duration::from_secs(5))
+            .stdin("{\"a\":1}\n")
+            .envs(env))
         .await;
         assert_eq!(s, "zk {\"a\":1}");
-        let s = run("echo bad >&2; exit 3", Duration::from_secs(5), String::new(), vec![], None, None).await;
+        let s = run(sh("echo bad >&2; exit 3", Duration::from_secs(5))).await;
         assert_eq!(s, "* bad");
-        let s = run("sleep 5", Duration::from_millis(100), String::new(), vec![], None, None).await;
+        let s = run(sh("sleep 5", Duration::from_millis(100))).await;
         assert_eq!(s, "* probe timed out");
     }
 
@@ -118,7 +110,7 @@ mod tests {
     async fn a_probe_that_times_out_is_killed_with_everything_it_started() {
         let pidfile = std::env::temp_dir().join(format!("ochopod-probe-timeout-{}", std::process::id()));
         let command = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
-        let s = run(&command, Duration::from_millis(300), String::new(), vec![], None, None).await;
+        let s = run(sh(&command, Duration::from_millis(300))).await;
         assert_eq!(s, "* probe timed out");
         let job: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         let _ = std::fs::remove_file(&pidfile);
@@ -137,16 +129,20 @@ mod tests {
         // CARGO_MANIFEST_DIR stands for the token variable: cargo sets it in this test's own
         // environment, which the probe inherits.
         assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
-        let hidden = token_variable(Some("env CARGO_MANIFEST_DIR"));
-        assert_eq!(hidden.as_deref(), Some("CARGO_MANIFEST_DIR"));
-        assert_eq!(token_variable(Some("file /run/token")), None);
-        assert_eq!(token_variable(None), None);
-        let command = "echo \"${CARGO_MANIFEST_DIR:-hidden} ${OCHOPOD_CLUSTER}\"";
-        let env = vec![("OCHOPOD_CLUSTER".to_string(), "zk".to_string())];
-        let s = run(command, Duration::from_secs(5), String::new(), env.clone(), hidden, None).await;
+        let yaml = "cluster: zk\ncontrol: { token_env: CARGO_MANIFEST_DIR }";
+        let settings =
+            ochopod_config::parse_str(std::path::Path::new("pod.yaml"), yaml, &ochopod_config::process_env()).unwrap();
+        let probe = Probe {
+            command: "echo \"${CARGO_MANIFEST_DIR:-hidden} ${OCHOPOD_CLUSTER}\"".into(),
+            every: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+        };
+        let vars = settings.ochopod_vars(None);
+        let env = settings.pod_env(&Env::new());
+        let s = run(shell(&settings, &probe, &env, vars.clone(), String::new())).await;
         assert_eq!(s, "hidden zk");
         // Without hiding it, the probe inherits it: the test can tell.
-        let s = run(command, Duration::from_secs(5), String::new(), env, None, None).await;
+        let s = run(shell(&settings, &probe, &PodEnv::default(), vars, String::new())).await;
         assert_ne!(s, "hidden zk");
     }
 }

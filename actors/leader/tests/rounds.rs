@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ochopod_config::Probe;
+use ochopod_config::{Probe, ProcessSettings, RestartPolicy};
 use ochopod_core::hash::state_hash;
 use ochopod_core::paths;
 use ochopod_core::view::Pods;
@@ -228,6 +228,45 @@ async fn the_probe_runs_after_the_round_and_its_output_is_the_status() {
     let expected = format!("2 pods, \"key\":\"{}\"", c.key(0));
     let st = leader.wait_for("the probe's status", |s| s.status == expected).await;
     assert_eq!(st.state, "leader");
+    leader.shutdown().await;
+}
+
+/// The probe runs where the process and the hooks do: `process.cwd` when set (it ran in the
+/// declaration's folder whatever `process.cwd` said).
+#[actix::test]
+async fn the_probe_runs_in_process_cwd() {
+    let zk = zk();
+    let c = Cluster::start(&zk, "t-probe-cwd", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let mut s = settings("t-probe-cwd", "web", DAMPER);
+    s.source = dir.path().join("pod.yml");
+    s.process = Some(ProcessSettings {
+        command: "sleep 1".into(),
+        shell: false,
+        cwd: Some("work".into()),
+        env: BTreeMap::new(),
+        strict: false,
+        start: true,
+        pipe_output: false,
+        grace: Duration::from_secs(1),
+        soft: false,
+        sanity: None,
+        restart: RestartPolicy {
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(1),
+            crashloop_after: 5,
+            reset_after: Duration::from_secs(1),
+            give_up_after: 0,
+        },
+    });
+    s.model.probe =
+        Some(Probe { command: "pwd -P".into(), every: Duration::from_secs(60), timeout: Duration::from_secs(5) });
+    let leader = c.leader(&zk, s).await;
+    let expected = work.canonicalize().unwrap().display().to_string();
+    let st = leader.wait_for("the probe's status", |s| s.status.starts_with('/')).await;
+    assert_eq!(st.status, expected);
     leader.shutdown().await;
 }
 

@@ -206,7 +206,7 @@ pub fn state(opts: Options) -> (ControlState, Arc<Script>) {
     };
     let settings = ControlSettings {
         token: opts.token.map(|t| Secret(t.to_string())),
-        token_source: opts.token.map(|_| "env TEST".to_string()),
+        token_source: opts.token.map(|_| ochopod_config::TokenSource::Env("TEST".into())),
         protect_reads: opts.protect_reads,
         tls: None,
         body_limit: opts.body_limit,
