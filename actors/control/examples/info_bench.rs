@@ -18,7 +18,7 @@ fn main() {
     let connections: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(16);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
 
-    // The pod side: one actix System with the probe actors and the server (2 workers).
+    // The pod side: one actix System with the probe actors and the server (one worker, as `serve` runs it).
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     let server_thread = std::thread::spawn(move || {

@@ -85,7 +85,7 @@ async fn control(
     let body = read_json(&req, body, state.body_limit).await?;
     tracing::debug!(%task, timeout_s = timeout.as_secs(), "control request");
 
-    let pending = actix_web::rt::spawn(state.executor.send(Command { task, body, timeout }));
+    let pending = actix_web::rt::spawn(state.executor.send(Command { task, body }));
     if timeout.is_zero() {
         // "Do not wait": queued, answered 408 at once rather than by a race with the timer.
         return Err(ControlError::Timeout { task, timeout });

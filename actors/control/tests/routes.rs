@@ -159,7 +159,7 @@ async fn control_maps_every_executor_reply_to_the_original_codes() {
 }
 
 #[actix_web::test]
-async fn control_hands_the_task_body_and_timeout_to_the_executor() {
+async fn control_hands_the_task_and_body_to_the_executor() {
     let (state, script) = with_probes(Options::default());
     let app = app(state).await;
     let payload = json!({"pods": {}, "dependencies": {}, "key": "abc", "epoch": 4});
@@ -172,10 +172,8 @@ async fn control_hands_the_task_body_and_timeout_to_the_executor() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0].task, Task::On);
     assert_eq!(seen[0].body, Some(payload));
-    assert_eq!(seen[0].timeout, Duration::from_secs(5));
     assert_eq!(seen[1].task, Task::Check);
     assert_eq!(seen[1].body, None, "a blank body is no body");
-    assert_eq!(seen[1].timeout, Duration::from_secs(60), "the original's default");
 }
 
 #[actix_web::test]

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use ochopod_api::Task;
@@ -278,7 +278,6 @@ pub struct Command {
     /// (`ochopod_core::ControlPayload`); off and kill only look at a payload's epoch and ignore
     /// any other body; for signal anything.
     pub body: Option<Value>,
-    pub timeout: Duration,
 }
 
 /// The outcome of a [`Command`], mapped to HTTP by the control actor.

@@ -35,7 +35,9 @@ pub mod actor;
 pub mod machine;
 pub mod process;
 pub mod render;
-/// Fixtures shared by the unit tests and the process-level tests in `tests/`.
+/// Fixtures shared by the unit tests and the process-level tests in `tests/` (the `testing`
+/// feature, which only the dev-dependency on this crate turns on).
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod testing;
 

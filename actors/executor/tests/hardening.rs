@@ -179,7 +179,7 @@ fn writing_the_files_does_not_block_the_executor_and_the_command_waits_for_it() 
             std::fs::read_to_string(&fifo)
         });
         let (addr, _) = f.start();
-        let on = addr.send(Command { task: Task::On, body: Some(payload(None)), timeout: WAIT });
+        let on = addr.send(Command { task: Task::On, body: Some(payload(None)) });
         let asked = Instant::now();
         let s = status(&addr).await;
         let answered = asked.elapsed();

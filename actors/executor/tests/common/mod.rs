@@ -146,7 +146,7 @@ pub fn payload(epoch: Option<u64>) -> Value {
 }
 
 pub async fn send(addr: &Addr<Executor>, task: Task, body: Option<Value>) -> Reply {
-    let cmd = Command { task, body, timeout: Duration::from_secs(10) };
+    let cmd = Command { task, body };
     tokio::time::timeout(Duration::from_secs(15), addr.send(cmd))
         .await
         .unwrap_or_else(|_| panic!("{task} got no reply within 15 s"))
