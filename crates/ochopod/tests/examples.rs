@@ -229,3 +229,124 @@ async fn the_sidecar_example_renders_its_file_and_runs_its_hook_on_each_round() 
     .await
     .unwrap();
 }
+
+/// `redis-cli -p <port> <args…>`, its output trimmed.
+fn redis(port: u16, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map_err(|e| format!("redis-cli: {e} (install it: apt-get install -y redis-server, or `make setup`)"))?;
+    if !out.status.success() {
+        return Err(format!("redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The first line of `ROLE`: `master`, `slave` (or an error).
+fn role(port: u16) -> String {
+    redis(port, &["role"]).map(|r| r.lines().next().unwrap_or("").to_string()).unwrap_or_else(|e| e)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_example_replaces_a_dead_primary_without_restarting_anyone() {
+    let coordination = ZkServer::start().expect("ZooKeeper for coordination");
+    let yaml = example_yaml("redis-replicas");
+    let mut pods: Vec<(Pod, u16)> = Vec::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let pod =
+            Pod::start(PodSpec::new(bin(), &coordination.connect_string(), &yaml).env("PORT_6379", port)).unwrap();
+        pods.push((pod, port));
+    }
+    let refs: Vec<&Pod> = pods.iter().map(|(p, _)| p).collect();
+    wait_settled(&refs, 3, SETTLE).await;
+
+    // The oldest pod (lowest seq) is the primary, the others replicate it.
+    let seqs: Vec<u64> = infos(&refs).await.unwrap().iter().map(|i| i.seq.unwrap()).collect();
+    let oldest = (0..3).min_by_key(|&n| seqs[n]).unwrap();
+    let ports: Vec<u16> = pods.iter().map(|(_, p)| *p).collect();
+    wait::until("one primary and two replicas", SETTLE, || async {
+        let roles: Vec<String> = ports.iter().map(|p| role(*p)).collect();
+        let want: Vec<&str> = (0..3).map(|n| if n == oldest { "master" } else { "slave" }).collect();
+        if roles == want {
+            Ok(())
+        } else {
+            Err(format!("roles {roles:?}, want {want:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(redis(ports[oldest], &["set", "k", "v1"]).unwrap(), "OK");
+    for n in (0..3).filter(|&n| n != oldest) {
+        let port = ports[n];
+        wait::until("the replica to serve the write", SETTLE, || async {
+            match redis(port, &["get", "k"]) {
+                Ok(v) if v == "v1" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+        .unwrap();
+    }
+    let survivors_pids: Vec<u32> = (0..3)
+        .filter(|&n| n != oldest)
+        .map(|n| redis(ports[n], &["info", "server"]).unwrap())
+        .map(|info| info.lines().find_map(|l| l.strip_prefix("process_id:")).unwrap().trim().parse().unwrap())
+        .collect();
+
+    // The primary's pod dies like a container: the next oldest takes over, and both survivors
+    // keep the server process they had.
+    let (mut dead, _) = pods.remove(oldest);
+    dead.kill();
+    let ports: Vec<u16> = pods.iter().map(|(_, p)| *p).collect();
+    let refs: Vec<&Pod> = pods.iter().map(|(p, _)| p).collect();
+    wait_settled(&refs, 2, Duration::from_secs(60)).await;
+    let seqs: Vec<u64> = infos(&refs).await.unwrap().iter().map(|i| i.seq.unwrap()).collect();
+    let next = (0..2).min_by_key(|&n| seqs[n]).unwrap();
+    let replica = 1 - next;
+    wait::until("the next oldest promoted, the other following it", SETTLE, || async {
+        let roles = (role(ports[next]), role(ports[replica]));
+        let master_port = redis(ports[replica], &["info", "replication"])
+            .ok()
+            .and_then(|i| i.lines().find_map(|l| l.strip_prefix("master_port:")).map(|p| p.trim().to_string()));
+        if roles == ("master".to_string(), "slave".to_string()) && master_port == Some(ports[next].to_string()) {
+            Ok(())
+        } else {
+            Err(format!("roles {roles:?}, replica's master port {master_port:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(redis(ports[next], &["set", "k", "v2"]).unwrap(), "OK");
+    wait::until("the replica to serve the new primary's write", SETTLE, || async {
+        match redis(ports[replica], &["get", "k"]) {
+            Ok(v) if v == "v2" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
+    .unwrap();
+    let pids_now: Vec<u32> = [next, replica]
+        .iter()
+        .map(|&n| redis(ports[n], &["info", "server"]).unwrap())
+        .map(|info| info.lines().find_map(|l| l.strip_prefix("process_id:")).unwrap().trim().parse().unwrap())
+        .collect();
+    let mut before = survivors_pids.clone();
+    let mut after = pids_now.clone();
+    before.sort();
+    after.sort();
+    assert_eq!(before, after, "a survivor's server was restarted");
+    let leader = infos(&refs).await.unwrap().into_iter().find(|i| i.state == "leader").unwrap();
+    wait::until("the probe to show the roles", SETTLE, || async {
+        let status =
+            infos(&refs).await?.into_iter().find(|i| i.state == "leader").map(|i| i.status).unwrap_or_default();
+        if status == "2 pods: master slave" {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e} (leader {})", leader.ip));
+}
