@@ -350,3 +350,102 @@ async fn the_redis_example_replaces_a_dead_primary_without_restarting_anyone() {
     .await
     .unwrap_or_else(|e| panic!("{e} (leader {})", leader.ip));
 }
+
+fn start_dynamic(coordination: &ZkServer, yaml: &str) -> ServerPod {
+    let client = free_port();
+    let pod = Pod::start(
+        PodSpec::new(bin(), &coordination.connect_string(), yaml)
+            .env("PORT_2181", client)
+            .env("PORT_2888", free_port())
+            .env("PORT_3888", free_port())
+            .env("ZK_SUPER_PASSWORD", "s3cret-super"),
+    )
+    .unwrap();
+    ServerPod { pod, client }
+}
+
+/// The pid of the ZooKeeper server (java) a pod runs.
+fn java_pid(s: &ServerPod) -> Option<u32> {
+    s.pod.descendants().into_iter().find(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains("QuorumPeerMain"))
+            .unwrap_or(false)
+    })
+}
+
+/// Waits until the ensemble's voters are exactly `servers` (its `/zookeeper/config`), one of them
+/// leads with the others as synced followers (`srvr`, `mntr`).
+async fn wait_voters(servers: &[ServerPod]) {
+    let n = servers.len();
+    let res = wait::until(&format!("an ensemble of exactly {n} voters"), Duration::from_secs(150), || async {
+        let mut leaders = 0;
+        let mut synced = None;
+        for s in servers {
+            let srvr = four_letter(s.client, "srvr").map_err(|e| format!("{}: {e}", s.client))?;
+            if srvr.contains("Mode: leader") {
+                leaders += 1;
+                let m = parse_mntr(&four_letter(s.client, "mntr").map_err(|e| e.to_string())?);
+                synced = m.get("zk_synced_followers").cloned();
+            }
+        }
+        if leaders != 1 || synced != Some((n - 1).to_string()) {
+            return Err(format!("{leaders} leaders, synced followers {synced:?}"));
+        }
+        let client = tokio::time::timeout(Duration::from_secs(10), client_of(servers))
+            .await
+            .map_err(|_| "no client session".to_string())?;
+        let (config, _) = client.get_data("/zookeeper/config").await.map_err(|e| e.to_string())?;
+        let config = String::from_utf8_lossy(&config).to_string();
+        let voters: Vec<&str> = config.lines().filter(|l| l.starts_with("server.")).collect();
+        let wanted: Vec<String> = servers.iter().map(|s| format!(";127.0.0.1:{}", s.client)).collect();
+        if voters.len() != n || !wanted.iter().all(|w| voters.iter().any(|v| v.ends_with(w.as_str()))) {
+            return Err(format!("/zookeeper/config:\n{config}"));
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = res {
+        for s in servers {
+            eprintln!("---- pod {} log tail:\n{}", s.pod.address(), s.pod.log_tail(30));
+        }
+        panic!("{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamic_zookeeper_example_adds_and_removes_voters_without_restarting_anyone() {
+    let coordination = ZkServer::start().expect("ZooKeeper for coordination");
+    let yaml = example_yaml("zookeeper-dynamic");
+    let mut servers: Vec<ServerPod> = (0..3).map(|_| start_dynamic(&coordination, &yaml)).collect();
+    wait_voters(&servers).await;
+    let first_pids: Vec<Option<u32>> = servers.iter().map(java_pid).collect();
+    assert!(first_pids.iter().all(Option::is_some), "{first_pids:?}");
+    let client = client_of(&servers).await;
+    client
+        .create("/written-by-three", b"hello", &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+        .await
+        .expect("write through the 3-voter ensemble");
+    drop(client);
+
+    // Two more pods: they join as voters, and the three first servers keep running as they were.
+    servers.push(start_dynamic(&coordination, &yaml));
+    servers.push(start_dynamic(&coordination, &yaml));
+    wait_voters(&servers).await;
+    let now: Vec<Option<u32>> = servers[..3].iter().map(java_pid).collect();
+    assert_eq!(now, first_pids, "a member was restarted to grow the ensemble");
+    let client = client_of(&servers).await;
+    assert_eq!(client.get_data("/written-by-three").await.expect("read from five").0, b"hello");
+    drop(client);
+
+    // A member that is not the oldest dies: it leaves the voters, nobody restarts.
+    let mut lost = servers.remove(1);
+    lost.pod.kill();
+    wait_voters(&servers).await;
+    let pids: Vec<Option<u32>> = [0, 1].iter().map(|&n| java_pid(&servers[n])).collect();
+    assert_eq!(pids, vec![first_pids[0], first_pids[2]], "a survivor was restarted");
+    let client = client_of(&servers).await;
+    client
+        .create("/written-by-four", b"still", &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+        .await
+        .expect("write after the loss");
+}
