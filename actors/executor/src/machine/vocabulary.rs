@@ -1,0 +1,134 @@
+//! What goes in and comes out of the machine: the inputs the actor feeds it and the actions it
+//! asks the actor to perform.
+
+use std::time::Duration;
+
+use ochopod_api::Task;
+use ochopod_core::events::Event;
+use ochopod_core::ClusterView;
+use serde_json::Value;
+
+use crate::Reply;
+
+/// Identifies a queued command so its reply reaches its caller.
+pub type JobId = u64;
+/// Generation of a spawned child.
+pub type Gen = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookKind {
+    Initialize,
+    CanConfigure,
+    Configured,
+    Signaled,
+    TearDown,
+    Finalize,
+}
+
+impl HookKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HookKind::Initialize => "initialize",
+            HookKind::CanConfigure => "can_configure",
+            HookKind::Configured => "configured",
+            HookKind::Signaled => "signaled",
+            HookKind::TearDown => "tear_down",
+            HookKind::Finalize => "finalize",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sig {
+    Term,
+    Kill,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// The grace period of a stop ran out.
+    Grace(Gen),
+    /// The backoff after a failed exit ran out.
+    Restart(Gen),
+    /// Time for the next sanity check.
+    Sanity(Gen),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    Command {
+        id: JobId,
+        task: Task,
+        body: Option<Value>,
+    },
+    Shutdown {
+        id: JobId,
+    },
+    /// `Ok(stdout)` or `Err(what went wrong)`.
+    HookDone {
+        hook: HookKind,
+        result: Result<String, String>,
+    },
+    /// Rendering and writing the files of a [`Action::Configure`] finished.
+    Configured {
+        result: Result<(), String>,
+    },
+    Spawned {
+        gen: Gen,
+        pid: u32,
+    },
+    SpawnFailed {
+        gen: Gen,
+        error: String,
+    },
+    /// `code` when it exited, `signal` when a signal ended it.
+    Exited {
+        gen: Gen,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    TimerFired(Timer),
+    /// `Ok(metrics)` (a JSON object, if the check printed one) or `Err(why it failed)`.
+    SanityDone {
+        gen: Gen,
+        result: Result<Option<Value>, String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Reply {
+        id: JobId,
+        reply: Reply,
+    },
+    /// Run a hook; `stdin` defaults to the view as JSON. Answer with [`Input::HookDone`].
+    RunHook {
+        hook: HookKind,
+        view: Option<Box<ClusterView>>,
+        stdin: Option<String>,
+    },
+    /// Render the declaration against the view, write the files, keep the command for spawning.
+    /// Answer with [`Input::Configured`].
+    Configure {
+        view: Box<ClusterView>,
+    },
+    /// Start the last rendered command. Answer with [`Input::Spawned`] or [`Input::SpawnFailed`]
+    /// before any other input, then with [`Input::Exited`] when it ends.
+    Spawn {
+        gen: Gen,
+    },
+    /// Signal the process group led by `pgid`.
+    Signal {
+        pgid: u32,
+        sig: Sig,
+    },
+    Arm {
+        timer: Timer,
+        delay: Duration,
+    },
+    /// Answer with [`Input::SanityDone`].
+    RunSanity {
+        gen: Gen,
+    },
+    Publish(Event),
+}
