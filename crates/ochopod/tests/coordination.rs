@@ -313,3 +313,28 @@ async fn logs_written_to_a_file_carry_no_colour_codes() {
     assert!(log.contains("configuration complete"), "{log}");
     assert!(!log.contains('\x1b'), "colour codes in a redirected log:\n{log:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stored_hash_is_the_one_the_original_computes() {
+    use std::io::Write;
+    let server = ZkServer::start().expect("ZooKeeper");
+    let pods: Vec<Pod> = (0..2).map(|_| start_pod(&server, &simple_yaml("hashed", ""))).collect();
+    wait_settled(&pods.iter().collect::<Vec<_>>(), 2, SETTLE).await;
+    let c = client(&server).await;
+    let (snapshot, _) = c.get_data("/ochopod/clusters/test.hashed/snapshot").await.unwrap();
+    let (hash, _) = c.get_data("/ochopod/clusters/test.hashed/hash").await.unwrap();
+    // What the original's leader does with the same pods (`reactive.py`'s `_md5`, sort_keys=True).
+    let script = "import sys, json, hashlib\n\
+                  s = {'local': json.load(sys.stdin)}\n\
+                  d = hashlib.md5(json.dumps(s, sort_keys=True).encode()).digest()\n\
+                  print(':'.join('%02x' % b for b in d))";
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is needed to check the hash against the original's: apt-get install python3");
+    python.stdin.take().unwrap().write_all(&snapshot).unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&hash), String::from_utf8_lossy(&out.stdout).trim());
+}
