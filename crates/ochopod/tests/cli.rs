@@ -722,3 +722,59 @@ mod ochopod_common {
         TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
 }
+
+/// Runs `ochopod <args>` with its stdout closed before it writes anything, as `| head` leaves
+/// it: the tool must end quietly (no panic, nothing on stderr) with the exit code it would have
+/// had (every pod here answers, so 0).
+fn with_stdout_closed(zk: &ZkServer, args: &[&str]) -> Run {
+    let mut child = tool_command(zk, args).spawn().expect("start ochopod");
+    // The read end goes away at once, long before the tool has found its pods.
+    drop(child.stdout.take());
+    let err = drain(child.stderr.take().unwrap());
+    let status = wait::until_blocking(&format!("ochopod {args:?} to exit"), Duration::from_secs(60), || {
+        match child.try_wait() {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err("still running".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    let status = status.unwrap_or_else(|e| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{e}")
+    });
+    Run { code: status.code(), stdout: String::new(), stderr: err.join().unwrap() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_every_tool_quietly() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let pod = start_pod(&zk, &simple_yaml("web", ""));
+    wait_settled(&[&pod], 1, SETTLE).await;
+    let commands: [&[&str]; 16] = [
+        &["ls"],
+        &["ls", "--json"],
+        &["grep"],
+        &["grep", "--json"],
+        &["info", "web"],
+        &["info", "web", "--json"],
+        &["poll", "web"],
+        &["port", "8080", "web"],
+        &["port", "8080", "web", "--json"],
+        &["log", "web"],
+        &["log", "web", "--json"],
+        &["log", "web", "-f", "-n", "1"],
+        &["log", "web", "-f", "-n", "1", "--json"],
+        &["reconfigure", "web"],
+        &["wait", "web", "-t", "20s"],
+        &["wait", "web", "-t", "20s", "--json"],
+    ];
+    let mut wrong = Vec::new();
+    for args in commands {
+        let run = with_stdout_closed(&zk, args);
+        if run.code != Some(0) || !run.stderr.is_empty() {
+            wrong.push(format!("ochopod {}: exit {:?}, stderr {:?}", args.join(" "), run.code, run.stderr));
+        }
+    }
+    assert!(wrong.is_empty(), "not quiet on a closed stdout:\n{}", wrong.join("\n"));
+}

@@ -1,9 +1,8 @@
-//! One request per pod, all in parallel, each bounded by a timeout; and the verdict: which pods
-//! failed and why, and the exit code that follows from it.
+//! One request per pod, all in parallel, each bounded by a timeout; why a pod failed, and the
+//! report that names the pods that did.
 
 use std::fmt;
 use std::future::Future;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use ochopod_api::client::Reply;
@@ -208,16 +207,8 @@ pub fn failures<T>(results: &[PodResult<T>]) -> Vec<Failed> {
         .collect()
 }
 
-/// The end of every fan-out command: 0 only when every targeted pod succeeded and no requested
-/// seq was missing; otherwise 1, after saying on stderr which pods failed and why.
-pub fn verdict(targeted: usize, failed: &[Failed], problems: &[String]) -> ExitCode {
-    if failed.is_empty() && problems.is_empty() {
-        return ExitCode::SUCCESS;
-    }
-    eprint!("{}", report(targeted, failed, problems));
-    ExitCode::FAILURE
-}
-
+/// Which pods failed and why, and the seqs that matched nothing: what stderr says when a tool
+/// did not fully succeed.
 pub fn report(targeted: usize, failed: &[Failed], problems: &[String]) -> String {
     let mut out = String::new();
     if !failed.is_empty() {
@@ -310,14 +301,12 @@ mod tests {
     }
 
     #[test]
-    fn the_exit_code_is_zero_only_when_everything_succeeded() {
-        assert_eq!(verdict(3, &[], &[]), ExitCode::SUCCESS);
+    fn the_report_names_each_failed_pod_and_each_problem() {
         let failed = [Failed { pod: pod(2, Some("h:1")), failure: Failure::Unreachable("Connection refused".into()) }];
-        assert_eq!(verdict(3, &failed, &[]), ExitCode::FAILURE);
-        assert_eq!(verdict(3, &[], &["no pod has seq 9".into()]), ExitCode::FAILURE);
         assert_eq!(
             report(3, &failed, &["no pod has seq 9".into()]),
             "1 of 3 pods failed:\n  test.web #2 (h:1): unreachable (Connection refused)\nno pod has seq 9\n"
         );
+        assert_eq!(report(3, &[], &[]), "");
     }
 }

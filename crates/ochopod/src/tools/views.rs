@@ -256,49 +256,6 @@ pub fn document(key: &str, entries: Vec<Value>, failed: &[super::fanout::Failed]
     json!(m)
 }
 
-/// The lines of `next` that were not in `prev`: the longest tail of `prev` that starts `next`
-/// is what both saw, so following works while the pod's ring buffer drops its oldest lines.
-pub fn new_lines<'a>(prev: &[String], next: &'a [String]) -> &'a [String] {
-    let max = prev.len().min(next.len());
-    for k in (1..=max).rev() {
-        if prev[prev.len() - k..] == next[..k] {
-            return &next[k..];
-        }
-    }
-    next
-}
-
-/// The last `n` lines (all with `None`).
-pub fn tail(lines: &[String], n: Option<usize>) -> &[String] {
-    match n {
-        Some(n) => &lines[lines.len().saturating_sub(n)..],
-        None => lines,
-    }
-}
-
-/// `/log` replies are JSON arrays of lines, each ending with `\n` (the original's file lines).
-pub fn parse_log(body: &Value) -> Result<Vec<String>, Failure> {
-    match body {
-        Value::Array(items) => Ok(items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => s.trim_end_matches(['\n', '\r']).to_string(),
-                other => other.to_string(),
-            })
-            .collect()),
-        other => Err(Failure::BadReply(format!("expected a JSON array of lines, got {}", short(other)))),
-    }
-}
-
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 80 {
-        format!("{}…", s.chars().take(80).collect::<String>())
-    } else {
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,32 +411,5 @@ mod tests {
         assert_eq!(doc, json!({"pods": [{"pod": "a.b #1"}], "ok": true, "failed": [], "problems": []}));
         let doc = document("pods", vec![], &[], &["no pod has seq 4".into()]);
         assert_eq!(doc["ok"], false);
-    }
-
-    fn lines(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn following_prints_only_lines_not_seen_before() {
-        let a = lines(&["1", "2", "3"]);
-        assert_eq!(new_lines(&a, &lines(&["1", "2", "3", "4", "5"])), lines(&["4", "5"]));
-        // The ring dropped its oldest lines meanwhile.
-        assert_eq!(new_lines(&a, &lines(&["3", "4"])), lines(&["4"]));
-        assert!(new_lines(&a, &a).is_empty());
-        assert_eq!(new_lines(&[], &a), a);
-        // Nothing in common (everything rolled over): all of it is new.
-        assert_eq!(new_lines(&a, &lines(&["7", "8"])), lines(&["7", "8"]));
-    }
-
-    #[test]
-    fn log_replies_are_parsed_and_tailed() {
-        let body = json!(["a\n", "b\n", "c\n"]);
-        let all = parse_log(&body).unwrap();
-        assert_eq!(all, lines(&["a", "b", "c"]));
-        assert_eq!(tail(&all, Some(2)), lines(&["b", "c"]));
-        assert_eq!(tail(&all, Some(16)), all);
-        assert_eq!(tail(&all, None), all);
-        assert!(parse_log(&json!({"error": "x"})).unwrap_err().to_string().contains("array of lines"));
     }
 }

@@ -13,11 +13,164 @@
 //! alone (the original turns the process off once its sanity checks fail), a leader that does
 //! not report `probe` by its status, where `*` marks a problem.
 
+use std::time::{Duration, Instant};
+
 use ochopod_api::wire::health;
 use ochopod_api::Info;
+use serde_json::json;
 
-use super::fanout::{printable, PodResult};
-use super::views::{cluster_rows, is_up, ClusterRow};
+use super::discovery::Zk;
+use super::error::ToolError;
+use super::fanout::{fan_out, printable, Failure, PodResult};
+use super::output;
+use super::reach::{pod_client, zk_target};
+use super::views::{cluster_rows, document, is_up, ClusterRow};
+use super::{Common, WaitArgs};
+
+/// What `wait` waits for.
+#[derive(Clone, Copy, Debug)]
+pub struct Goal<'a> {
+    /// Cluster globs; every match must be ready.
+    pub globs: &'a [String],
+    /// Running pods needed per cluster (default: every registered pod, at least one).
+    pub count: Option<usize>,
+    pub timeout: Duration,
+    /// Also passing sanity checks and probe.
+    pub healthy: bool,
+}
+
+/// Where waiting stands, after each attempt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Progress<'a> {
+    /// ZooKeeper does not answer yet (in a pipeline it may come up along with the pods).
+    Connecting(&'a str),
+    /// What keeps the clusters from being ready.
+    NotReady(&'a str),
+}
+
+/// How waiting ended.
+#[derive(Clone, Debug)]
+pub struct Waited {
+    /// The clusters once ready, or why not at the deadline.
+    pub result: Result<Vec<ClusterRow>, String>,
+    pub elapsed: Duration,
+}
+
+/// Polls every 250 ms until [`judge`] says ready, or gives up after the timeout with what it saw
+/// last. `progress` hears about every attempt. Never reaching ZooKeeper is an error of its own.
+pub async fn wait(
+    common: &Common,
+    goal: Goal<'_>,
+    mut progress: impl FnMut(Duration, Progress<'_>),
+) -> Result<Waited, ToolError> {
+    let client = pod_client(common)?;
+    let target = zk_target(common)?;
+    let started = Instant::now();
+    let deadline = started + goal.timeout;
+    let connecting = async {
+        loop {
+            match Zk::connect(target.clone()).await {
+                Ok(zk) => return zk,
+                Err(e) => {
+                    progress(started.elapsed(), Progress::Connecting(&e));
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    };
+    let Ok(zk) = tokio::time::timeout(goal.timeout, connecting).await else {
+        return Err(ToolError::TimedOut(format!(
+            "timed out after {:?} waiting for ZooKeeper at {target}",
+            goal.timeout
+        )));
+    };
+    let pod_timeout = common.pod_timeout.min(Duration::from_secs(2));
+    let result = loop {
+        let poll = async {
+            let found = zk.find(goal.globs).await?;
+            let results = fan_out(&found.pods, pod_timeout + Duration::from_secs(1), |address| {
+                let client = client.clone();
+                async move { client.info(&address, pod_timeout).await.map_err(Failure::from) }
+            })
+            .await;
+            judge(goal.globs, &found.clusters, &results, goal.count, goal.healthy)
+        };
+        // A ZooKeeper that stopped answering must not hold the tool past its deadline.
+        let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        let seen = match tokio::time::timeout(remaining, poll).await {
+            Ok(seen) => seen,
+            Err(_) => Err(format!("no answer from ZooKeeper or the pods within {remaining:?}")),
+        };
+        let why = match seen {
+            Ok(rows) => break Ok(rows),
+            Err(why) => why,
+        };
+        progress(started.elapsed(), Progress::NotReady(&why));
+        let now = Instant::now();
+        if now >= deadline {
+            break Err(format!(
+                "timed out after {:?} waiting for {}; last seen: {why}",
+                goal.timeout,
+                globs_text(goal.globs)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250).min(deadline - now)).await;
+    };
+    zk.close().await;
+    Ok(Waited { result, elapsed: started.elapsed() })
+}
+
+/// `ochopod wait`: a progress line on stderr (redrawn in place on a terminal, else printed when
+/// it changes), then the ready line or the JSON document.
+pub async fn run(a: WaitArgs) -> Result<(), ToolError> {
+    let redraw = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (mut connecting, mut not_ready) = (String::new(), String::from("nothing yet"));
+    let goal = Goal { globs: &a.clusters, count: a.count, timeout: a.timeout, healthy: a.healthy };
+    let waited = wait(&a.common, goal, |elapsed, progress| match progress {
+        Progress::Connecting(e) => {
+            if e != connecting {
+                output::note_line(&format!("[{:.1}s] waiting: {e}", elapsed.as_secs_f64()));
+                connecting = e.to_string();
+            }
+        }
+        Progress::NotReady(why) => {
+            if redraw {
+                output::note(&format!("\r\x1b[2K[{:>5.1}s] waiting: {why}", elapsed.as_secs_f64()));
+            } else if why != not_ready {
+                output::note_line(&format!("[{:.1}s] waiting: {why}", elapsed.as_secs_f64()));
+            }
+            not_ready = why.to_string();
+        }
+    })
+    .await;
+    if redraw {
+        output::note("\r\x1b[2K");
+    }
+    let waited = waited?;
+    let elapsed = waited.elapsed.as_secs_f64();
+    match waited.result {
+        Ok(rows) => {
+            if a.common.json {
+                let entries = rows.iter().map(|r| serde_json::to_value(r).unwrap_or(serde_json::Value::Null)).collect();
+                let mut doc = document("clusters", entries, &[], &[]);
+                doc["elapsed"] = json!(elapsed);
+                output::print_json(&doc)
+            } else {
+                let healthy = if a.healthy { " (healthy)" } else { "" };
+                output::print(&format!("ready after {elapsed:.1}s: {}{healthy}\n", ready_line(&rows)))
+            }
+        }
+        Err(msg) => {
+            if a.common.json {
+                let mut doc = document("clusters", Vec::new(), &[], std::slice::from_ref(&msg));
+                doc["elapsed"] = json!(elapsed);
+                // Still a timeout when nobody reads the document.
+                let _ = output::print_json(&doc);
+            }
+            Err(ToolError::TimedOut(msg))
+        }
+    }
+}
 
 /// One poll's judgement: `Ok` with the rows when ready, `Err` with what is missing.
 pub fn judge(
