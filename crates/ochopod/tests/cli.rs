@@ -778,3 +778,46 @@ async fn a_closed_stdout_ends_every_tool_quietly() {
     }
     assert!(wrong.is_empty(), "not quiet on a closed stdout:\n{}", wrong.join("\n"));
 }
+
+/// Runs `ochopod <args>` on a pseudo-terminal (util-linux `script`), so that its stdout and
+/// stderr are terminals; returns what the terminal received.
+fn on_terminal(zk: &ZkServer, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let line = std::iter::once(BIN).chain(args.iter().copied()).map(shell_quote).collect::<Vec<_>>().join(" ");
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("OCHOPOD_ZK", zk.connect_string())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .env_remove("OCHOPOD_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_command(cmd, args, Duration::from_secs(60))
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_progress_line_is_redrawn_only_on_a_terminal_without_no_color() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let args = ["wait", "nope", "-t", "1s"];
+    let tty = on_terminal(&zk, &args, &[]);
+    assert_eq!(tty.code, Some(1), "{tty:?}");
+    assert!(tty.stdout.contains("\x1b[2K") && tty.stdout.contains("waiting: no cluster matches nope yet"), "{tty:?}");
+
+    for (what, env) in [("NO_COLOR", ("NO_COLOR", "1")), ("TERM=dumb", ("TERM", "dumb"))] {
+        let plain = on_terminal(&zk, &args, &[env]);
+        assert_eq!(plain.code, Some(1), "{what}: {plain:?}");
+        assert!(plain.stdout.contains("waiting: no cluster matches nope yet"), "{what}: {plain:?}");
+        assert!(!plain.stdout.contains('\x1b'), "{what}: escape codes: {plain:?}");
+    }
+    let redirected = ochopod(&zk, &args);
+    assert_eq!(redirected.code, Some(1), "{redirected:?}");
+    assert!(!redirected.stderr.contains('\x1b') && !redirected.stdout.contains('\x1b'), "{redirected:?}");
+}

@@ -171,7 +171,10 @@ struct Run {
 
 /// Runs `ochopod <args>` against `zk` with `env`, killing it past `limit`.
 fn ochopod(zk: &ZkServer, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Run {
-    let mut cmd = Command::new(BIN);
+    ochopod_as(Command::new(BIN), args, zk, env, limit)
+}
+
+fn ochopod_as(mut cmd: Command, args: &[&str], zk: &ZkServer, env: &[(&str, &str)], limit: Duration) -> Run {
     cmd.args(args)
         .env("OCHOPOD_ZK", zk.connect_string())
         .env_remove("OCHOPOD_TOKEN")
@@ -367,5 +370,37 @@ async fn a_registration_that_names_another_address_is_never_contacted() {
         assert!(seen.iter().any(|s| s.path == path), "{path} never reached the honest pod: {seen:?}");
     }
     assert!(seen.iter().all(|s| s.authorization.as_deref() == Some("Bearer s3cret")), "{seen:?}");
+    drop(client);
+}
+
+/// Runs `ochopod <args>` on a pseudo-terminal (util-linux `script`): what the terminal received.
+fn on_terminal(zk: &ZkServer, args: &[&str], limit: Duration) -> Run {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let line = std::iter::once(BIN).chain(args.iter().copied()).map(quote).collect::<Vec<_>>().join(" ");
+    ochopod_as(Command::new("script"), &["-q", "-e", "-c", &line, "/dev/null"], zk, &[("TERM", "xterm")], limit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_log_reaches_a_terminal_escaped() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let rogue = FakePod::start(|path| match path {
+        "/log" => Answer::Json(200, json!(["plain\n", "clear \u{1b}[2J\u{1b}]0;pwned\u{7}\n"])),
+        _ => Answer::Json(200, json!({})),
+    });
+    let client = Client::connect(&zk.connect_string()).await.expect("connect");
+    let registration = json!({"ip": "127.0.0.1", "port": "8080", "ports": {"8080": rogue.port}, "seq": 1,
+        "cluster": "rogue", "namespace": "test", "node": "n", "public": ""});
+    register(&client, "rogue", "0badf00d-0000-4000-8000-000000000001", &registration).await;
+    let limit = Duration::from_secs(60);
+
+    let tty = on_terminal(&zk, &["log", "rogue"], limit);
+    assert_eq!(tty.code, Some(0), "{tty:?}");
+    assert!(tty.stdout.contains(r"clear \u{1b}[2J\u{1b}]0;pwned\u{7}"), "{tty:?}");
+    assert!(!tty.stdout.contains('\u{1b}'), "escape codes reached the terminal: {tty:?}");
+
+    // A file or a pipe gets the lines as the pod has them.
+    let piped = ochopod(&zk, &["log", "rogue"], &[], limit);
+    assert_eq!(piped.code, Some(0), "{piped:?}");
+    assert!(piped.stdout.contains("clear \u{1b}[2J\u{1b}]0;pwned\u{7}\n"), "{piped:?}");
     drop(client);
 }

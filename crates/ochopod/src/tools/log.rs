@@ -1,6 +1,7 @@
 //! The log family: `log` (each pod's last lines) and `log -f` (a [`Follower`] that turns each
 //! poll into [`Event`]s, which the CLI prints and a portal could stream).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use ochopod_api::PodClient;
@@ -31,6 +32,8 @@ async fn log_of(client: PodClient, address: String, timeout: Duration) -> Result
 pub struct Logs {
     pub outcome: Outcome<Vec<String>>,
     pub n: Option<usize>,
+    /// Show the lines escaped (for a terminal): a pod's log is the pod's word.
+    pub escape: bool,
 }
 
 impl Report for Logs {
@@ -58,7 +61,7 @@ impl Report for Logs {
             match &r.result {
                 Ok(lines) => {
                     for l in tail(lines, self.n) {
-                        out.push_str(l);
+                        out.push_str(&shown(l, self.escape));
                         out.push('\n');
                     }
                 }
@@ -170,6 +173,15 @@ pub fn new_lines<'a>(prev: &[String], next: &'a [String]) -> &'a [String] {
         }
     }
     next
+}
+
+/// A pod's line as printed: escaped for a terminal, as the pod has it for a file or a pipe.
+pub fn shown(line: &str, escape: bool) -> Cow<'_, str> {
+    if escape {
+        output::escaped(line)
+    } else {
+        Cow::Borrowed(line)
+    }
 }
 
 /// The last `n` lines (all with `None`).

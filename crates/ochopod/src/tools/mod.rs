@@ -114,7 +114,7 @@ async fn run(tool: Tool) -> Result<(), ToolError> {
         Tool::Log(a) => {
             let n = if a.all { None } else { Some(a.lines) };
             let outcome = log::fetch(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?;
-            show(&log::Logs { outcome, n }, a.common.json)
+            show(&log::Logs { outcome, n, escape: output::stdout_is_terminal() }, a.common.json)
         }
         Tool::On(a) => show(&drive::control(&a.common, &a.targets, Task::On, a.timeout).await?, a.common.json),
         Tool::Off(a) => show(&drive::control(&a.common, &a.targets, Task::Off, a.timeout).await?, a.common.json),
@@ -137,7 +137,8 @@ async fn follow(a: LogArgs) -> Result<(), ToolError> {
     let n = if a.all { None } else { Some(a.lines) };
     let (mut follower, first) =
         log::Follower::start(&a.common, reach::Query::pods(&a.sel.clusters, &a.sel.seq), n).await?;
-    print_events(&first, follower.many(), a.common.json)?;
+    let escape = output::stdout_is_terminal();
+    print_events(&first, follower.many(), a.common.json, escape)?;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     loop {
@@ -146,11 +147,11 @@ async fn follow(a: LogArgs) -> Result<(), ToolError> {
             _ = tick.tick() => {}
         }
         let events = follower.poll().await;
-        print_events(&events, follower.many(), a.common.json)?;
+        print_events(&events, follower.many(), a.common.json, escape)?;
     }
 }
 
-fn print_events(events: &[log::Event], many: bool, json: bool) -> Result<(), ToolError> {
+fn print_events(events: &[log::Event], many: bool, json: bool, escape: bool) -> Result<(), ToolError> {
     let mut out = String::new();
     for e in events {
         match e {
@@ -158,9 +159,9 @@ fn print_events(events: &[log::Event], many: bool, json: bool) -> Result<(), Too
                 out.push_str(&json!({"pod": pod, "line": line}).to_string());
                 out.push('\n');
             }
-            log::Event::Line { pod, line } if many => out.push_str(&format!("[{pod}] {line}\n")),
+            log::Event::Line { pod, line } if many => out.push_str(&format!("[{pod}] {}\n", log::shown(line, escape))),
             log::Event::Line { line, .. } => {
-                out.push_str(line);
+                out.push_str(&log::shown(line, escape));
                 out.push('\n');
             }
             log::Event::Failing { pod, failure } => output::note_line(&format!("{pod}: {failure}")),

@@ -120,10 +120,11 @@ pub async fn wait(
     Ok(Waited { result, elapsed: started.elapsed() })
 }
 
-/// `ochopod wait`: a progress line on stderr (redrawn in place on a terminal, else printed when
-/// it changes), then the ready line or the JSON document.
+/// `ochopod wait`: a progress line on stderr (redrawn in place on a terminal, unless `NO_COLOR`
+/// or `TERM=dumb`; else printed when it changes), then the ready line or the JSON document.
 pub async fn run(a: WaitArgs) -> Result<(), ToolError> {
-    let redraw = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Redrawing in place takes escape sequences: only on a terminal that wants them.
+    let redraw = output::styled(&std::io::stderr());
     let (mut connecting, mut not_ready) = (String::new(), String::from("nothing yet"));
     let goal = Goal { globs: &a.clusters, count: a.count, timeout: a.timeout, healthy: a.healthy };
     let waited = wait(&a.common, goal, |elapsed, progress| match progress {
