@@ -779,6 +779,49 @@ async fn a_closed_stdout_ends_every_tool_quietly() {
     assert!(wrong.is_empty(), "not quiet on a closed stdout:\n{}", wrong.join("\n"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_follow_picks_up_pods_that_join_after_it_started() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let first = start_pod(&zk, &simple_yaml("web", ""));
+    wait_settled(&[&first], 1, SETTLE).await;
+
+    let mut follower: Child = tool_command(&zk, &["log", "web", "-f", "-n", "1"]).spawn().expect("start log -f");
+    let (lines, reader) = collect_lines(follower.stdout.take().unwrap());
+    let (notes, notes_reader) = collect_lines(follower.stderr.take().unwrap());
+    let started = wait::until_blocking("the first line", Duration::from_secs(20), || {
+        if lines.lock().unwrap().is_empty() {
+            Err("none".into())
+        } else {
+            Ok(())
+        }
+    });
+    let joined = match started {
+        Ok(()) => {
+            let second = start_pod(&zk, &simple_yaml("web", ""));
+            wait_settled(&[&first, &second], 2, SETTLE).await;
+            let seq = seqs_of(&[&second]).await[0];
+            let prefix = format!("[test.web #{seq}] ");
+            let seen = wait::until_blocking("lines of the pod that joined", Duration::from_secs(30), || {
+                let seen = lines.lock().unwrap();
+                if seen.iter().any(|l| l.starts_with(&prefix)) {
+                    Ok(())
+                } else {
+                    Err(format!("{seen:?}"))
+                }
+            });
+            seen.map(|()| seq)
+        }
+        Err(e) => Err(e),
+    };
+    let _ = follower.kill();
+    let _ = follower.wait();
+    reader.join().unwrap();
+    notes_reader.join().unwrap();
+    let seq = joined.unwrap();
+    let notes = notes.lock().unwrap().clone();
+    assert!(notes.iter().any(|n| n == &format!("test.web #{seq}: joined")), "{notes:?}");
+}
+
 /// Runs `ochopod <args>` on a pseudo-terminal (util-linux `script`), so that its stdout and
 /// stderr are terminals; returns what the terminal received.
 fn on_terminal(zk: &ZkServer, args: &[&str], env: &[(&str, &str)]) -> Run {

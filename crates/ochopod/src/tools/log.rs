@@ -1,5 +1,6 @@
 //! The log family: `log` (each pod's last lines) and `log -f` (a [`Follower`] that turns each
-//! poll into [`Event`]s, which the CLI prints and a portal could stream).
+//! poll into [`Event`]s, which the CLI prints and a portal could stream; pods that join while it
+//! runs are followed too).
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use ochopod_api::PodClient;
 use serde_json::{json, Value};
 
-use super::discovery::PodEntry;
+use super::discovery::{select_seqs, PodEntry, Zk};
 use super::error::ToolError;
 use super::fanout::{accept, fan_out, Failure};
 use super::output;
@@ -85,20 +86,51 @@ impl Report for Logs {
 pub enum Event {
     /// A line a pod logged (`pod` is its key, `test.web #3`).
     Line { pod: String, line: String },
+    /// A pod registered after following started: its last lines follow.
+    Joined { pod: String },
+    /// A pod's registration is gone (it stopped, or its session expired).
+    Left { pod: String },
     /// The pod stopped answering `/log`: reported once, until it is back.
     Failing { pod: String, failure: Failure },
     /// The pod answers again; its last lines follow.
     Back { pod: String },
+    /// Something worth knowing that changes nothing: a node skipped in ZooKeeper, or ZooKeeper
+    /// not answering (the pods already known are still followed).
+    Warning(String),
 }
 
+/// How long one look for joined and departed pods may take before this poll goes on without it.
+const LOOKUP_LIMIT: Duration = Duration::from_secs(5);
+
 /// `log -f`: the pods' tails first, then on every [`poll`](Follower::poll) the lines each pod
-/// added since.
+/// added since. Its ZooKeeper session stays open: each poll also looks the pods up again, so
+/// that pods that join are followed (from their last lines) and pods that leave are dropped.
 pub struct Follower {
     client: PodClient,
+    zk: Zk,
+    globs: Vec<String>,
+    seq: Vec<u64>,
     pod_timeout: Duration,
     n: Option<usize>,
-    /// The pods followed and the lines last seen from each (`None` while it does not answer).
-    pods: Vec<(PodEntry, Option<Vec<String>>)>,
+    pods: Vec<Followed>,
+    /// Set once more than one pod was followed: lines keep their pod's key in front from then on,
+    /// so the output does not change shape when a second pod joins or leaves.
+    many: bool,
+    /// The last lookup failed (said once, until it works again).
+    lookup_failing: bool,
+}
+
+/// A pod followed, and the lines last seen from it (`None` while it does not answer).
+struct Followed {
+    pod: PodEntry,
+    seen: Option<Vec<String>>,
+    /// Not read yet: its first answer shows its last lines.
+    fresh: bool,
+}
+
+/// A pod is the same pod as long as its cluster and uuid are (its address may move).
+fn same(a: &PodEntry, b: &PodEntry) -> bool {
+    a.cluster == b.cluster && a.uuid == b.uuid
 }
 
 impl Follower {
@@ -108,59 +140,130 @@ impl Follower {
         query: Query<'_>,
         n: Option<usize>,
     ) -> Result<(Follower, Vec<Event>), ToolError> {
-        let reached = reach::reach(common, query).await?;
-        for w in &reached.targeted.found.warnings {
-            output::note_line(&format!("warning: {w}"));
-        }
+        let client = reach::pod_client(common)?;
+        let zk = Zk::connect(reach::zk_target(common)?).await.map_err(ToolError::ZooKeeper)?;
+        let targeted = match zk.find(query.globs).await.map_err(ToolError::ZooKeeper) {
+            Ok(found) => reach::select(found, query),
+            Err(e) => Err(e),
+        };
+        let targeted = match targeted {
+            Ok(t) => t,
+            Err(e) => {
+                zk.close().await;
+                return Err(e);
+            }
+        };
+        let pods: Vec<Followed> =
+            targeted.found.pods.into_iter().map(|pod| Followed { pod, seen: None, fresh: true }).collect();
         let mut follower = Follower {
-            client: reached.client,
+            client,
+            zk,
+            globs: query.globs.to_vec(),
+            seq: query.seq.to_vec(),
             pod_timeout: common.pod_timeout,
             n,
-            pods: reached.targeted.found.pods.into_iter().map(|p| (p, None)).collect(),
+            many: pods.len() > 1,
+            pods,
+            lookup_failing: false,
         };
-        let events = follower.read(true).await;
+        let mut events: Vec<Event> = targeted.found.warnings.into_iter().map(Event::Warning).collect();
+        events.extend(follower.read().await);
         Ok((follower, events))
     }
 
-    /// Whether lines need their pod's key in front: more than one pod is followed.
+    /// Whether lines need their pod's key in front: more than one pod is, or was, followed.
     pub fn many(&self) -> bool {
-        self.pods.len() > 1
+        self.many
     }
 
-    /// The lines added since the last poll.
+    /// The pods that joined or left, and the lines added since the last poll.
     pub async fn poll(&mut self) -> Vec<Event> {
-        self.read(false).await
+        let mut events = self.lookup().await;
+        events.extend(self.read().await);
+        events
     }
 
-    async fn read(&mut self, first: bool) -> Vec<Event> {
-        let pods: Vec<PodEntry> = self.pods.iter().map(|(p, _)| p.clone()).collect();
+    /// Ends the ZooKeeper session now.
+    pub async fn close(self) {
+        self.zk.close().await;
+    }
+
+    async fn lookup(&mut self) -> Vec<Event> {
+        let found = match tokio::time::timeout(LOOKUP_LIMIT, self.zk.find(&self.globs)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return self.lookup_failed(e),
+            Err(_) => return self.lookup_failed(format!("no answer from ZooKeeper within {LOOKUP_LIMIT:?}")),
+        };
+        self.lookup_failing = false;
+        let (now, _) = select_seqs(found.pods, &self.seq);
+        let (pods, events) = regroup(std::mem::take(&mut self.pods), now);
+        self.pods = pods;
+        self.many |= self.pods.len() > 1;
+        events
+    }
+
+    fn lookup_failed(&mut self, error: String) -> Vec<Event> {
+        if std::mem::replace(&mut self.lookup_failing, true) {
+            return Vec::new();
+        }
+        vec![Event::Warning(format!("cannot look the pods up ({error}); following the pods already known"))]
+    }
+
+    async fn read(&mut self) -> Vec<Event> {
+        let pods: Vec<PodEntry> = self.pods.iter().map(|f| f.pod.clone()).collect();
         let timeout = self.pod_timeout;
         let client = &self.client;
         let results =
             fan_out(&pods, timeout + Duration::from_secs(1), |address| log_of(client.clone(), address, timeout)).await;
         let mut events = Vec::new();
-        for (r, (_, prev)) in results.into_iter().zip(self.pods.iter_mut()) {
+        for (r, followed) in results.into_iter().zip(self.pods.iter_mut()) {
             let pod = r.pod.key();
             let line = |l: &String| Event::Line { pod: pod.clone(), line: l.clone() };
-            match (&r.result, prev.as_ref()) {
+            match (&r.result, followed.seen.as_ref()) {
                 (Ok(lines), Some(before)) => events.extend(new_lines(before, lines).iter().map(line)),
                 (Ok(lines), None) => {
-                    if !first {
+                    if !followed.fresh {
                         events.push(Event::Back { pod: pod.clone() });
                     }
                     events.extend(tail(lines, self.n).iter().map(line));
                 }
                 (Err(failure), Some(_)) => events.push(Event::Failing { pod: pod.clone(), failure: failure.clone() }),
-                (Err(failure), None) if first => {
+                (Err(failure), None) if followed.fresh => {
                     events.push(Event::Failing { pod: pod.clone(), failure: failure.clone() })
                 }
                 (Err(_), None) => {}
             }
             // What the pod answered is what the next poll compares with.
-            *prev = r.result.ok();
+            followed.seen = r.result.ok();
+            followed.fresh = false;
         }
         events
     }
+}
+
+/// The pods to follow after a lookup found `now`: the ones known keep what was seen of them, new
+/// ones join (fresh), missing ones leave.
+fn regroup(mut before: Vec<Followed>, now: Vec<PodEntry>) -> (Vec<Followed>, Vec<Event>) {
+    let mut events: Vec<Event> = before
+        .iter()
+        .filter(|f| !now.iter().any(|p| same(p, &f.pod)))
+        .map(|f| Event::Left { pod: f.pod.key() })
+        .collect();
+    let mut pods = Vec::with_capacity(now.len());
+    for pod in now {
+        match before.iter().position(|f| same(&f.pod, &pod)) {
+            Some(i) => {
+                let mut kept = before.swap_remove(i);
+                kept.pod = pod;
+                pods.push(kept);
+            }
+            None => {
+                events.push(Event::Joined { pod: pod.key() });
+                pods.push(Followed { pod, seen: None, fresh: true });
+            }
+        }
+    }
+    (pods, events)
 }
 
 /// The lines of `next` that were not in `prev`: the longest tail of `prev` that starts `next`
@@ -233,6 +336,24 @@ mod tests {
         assert_eq!(new_lines(&[], &a), a);
         // Nothing in common (everything rolled over): all of it is new.
         assert_eq!(new_lines(&a, &lines(&["7", "8"])), lines(&["7", "8"]));
+    }
+
+    fn pod(seq: u64, uuid: &str) -> PodEntry {
+        let registration = ochopod_core::Registration { seq, ..Default::default() };
+        PodEntry::from_node("t.web", &format!("{uuid}.{seq:010}"), registration)
+    }
+
+    #[test]
+    fn a_lookup_keeps_what_was_seen_adds_the_pods_that_joined_and_drops_those_that_left() {
+        let before = vec![
+            Followed { pod: pod(1, "a"), seen: Some(lines(&["x"])), fresh: false },
+            Followed { pod: pod(2, "b"), seen: Some(lines(&["y"])), fresh: false },
+        ];
+        let (pods, events) = regroup(before, vec![pod(1, "a"), pod(3, "c")]);
+        assert_eq!(events, [Event::Left { pod: "t.web #2".into() }, Event::Joined { pod: "t.web #3".into() }]);
+        let state: Vec<(String, Option<Vec<String>>, bool)> =
+            pods.into_iter().map(|f| (f.pod.key(), f.seen, f.fresh)).collect();
+        assert_eq!(state, [("t.web #1".into(), Some(lines(&["x"])), false), ("t.web #3".into(), None, true)]);
     }
 
     #[test]

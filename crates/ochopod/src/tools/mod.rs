@@ -131,24 +131,26 @@ async fn run(tool: Tool) -> Result<(), ToolError> {
 }
 
 /// `log -f`: prints the tails, then every second the lines each pod added since, until
-/// interrupted or until nobody reads stdout. A pod that stops answering is reported once, and
-/// again when it is back.
+/// interrupted or until nobody reads stdout. Pods that join are followed too; a pod that stops
+/// answering is reported once, and again when it is back.
 async fn follow(a: LogArgs) -> Result<(), ToolError> {
     let n = if a.all { None } else { Some(a.lines) };
-    let (mut follower, first) =
-        log::Follower::start(&a.common, reach::Query::pods(&a.sel.clusters, &a.sel.seq), n).await?;
+    let query = reach::Query::pods(&a.sel.clusters, &a.sel.seq);
+    let (mut follower, first) = log::Follower::start(&a.common, query, n).await?;
     let escape = output::stdout_is_terminal();
-    print_events(&first, follower.many(), a.common.json, escape)?;
+    let mut printed = print_events(&first, follower.many(), a.common.json, escape);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    loop {
+    while printed.is_ok() {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => break,
             _ = tick.tick() => {}
         }
         let events = follower.poll().await;
-        print_events(&events, follower.many(), a.common.json, escape)?;
+        printed = print_events(&events, follower.many(), a.common.json, escape);
     }
+    follower.close().await;
+    printed
 }
 
 fn print_events(events: &[log::Event], many: bool, json: bool, escape: bool) -> Result<(), ToolError> {
@@ -164,6 +166,9 @@ fn print_events(events: &[log::Event], many: bool, json: bool, escape: bool) -> 
                 out.push_str(&log::shown(line, escape));
                 out.push('\n');
             }
+            log::Event::Joined { pod } => output::note_line(&format!("{pod}: joined")),
+            log::Event::Left { pod } => output::note_line(&format!("{pod}: left")),
+            log::Event::Warning(w) => output::note_line(&format!("warning: {w}")),
             log::Event::Failing { pod, failure } => output::note_line(&format!("{pod}: {failure}")),
             log::Event::Back { pod } => output::note_line(&format!("{pod}: answering again")),
         }
