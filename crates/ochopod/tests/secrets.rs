@@ -58,10 +58,16 @@ files:
     let pod = Pod::start(spec).expect("start the pod");
     let clean = format!("zk://{}", zk.connect_string());
     let expected = format!("OCHOPOD_ZK={clean} ochopod_zk={clean}\n");
+    // Every path is read before any is judged, so a failure names all that leak.
+    let mut seen = Vec::new();
     for file in ["child.txt", "hook.txt", "probe.txt", "template.txt"] {
-        let text = lines_of(&pod.dir.path().join(file), 1).await;
-        assert!(!text.contains(PASSWORD), "{file} got the ZooKeeper password: {text}");
-        assert_eq!(text, expected, "{file}");
+        seen.push((file, lines_of(&pod.dir.path().join(file), 1).await));
+    }
+    let leaks: Vec<String> =
+        seen.iter().filter(|(_, text)| text.contains(PASSWORD)).map(|(file, text)| format!("{file}: {text}")).collect();
+    assert!(leaks.is_empty(), "the ZooKeeper password reached:\n{}", leaks.join(""));
+    for (file, text) in &seen {
+        assert_eq!(text, &expected, "{file}");
     }
     let log = pod.log_tail(200);
     assert!(!log.contains(PASSWORD), "the pod logged the ZooKeeper password:\n{log}");
