@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use ochopod_core::events::RoundFailureKind;
+
 use crate::info::Snapshot;
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -31,6 +33,14 @@ pub fn render(now: &Snapshot, uptime: Duration, event_subscribers: usize) -> Str
         counter(w, "ochopod_restarts_total", "Restarts of the process after a failure.", ex.restarts);
         counter(w, "ochopod_sanity_failures_total", "Failed sanity checks.", ex.sanity_failures);
         counter(w, "ochopod_configurations_total", "Configurations applied by this pod.", ex.configurations);
+        family(
+            w,
+            "ochopod_hook_failures_total",
+            "counter",
+            "Hooks that failed or could not run (reason failed) or were cut by their timeout (reason timed_out).",
+        );
+        sample(w, "ochopod_hook_failures_total", &[("reason", "failed")], ex.hook_failures as f64);
+        sample(w, "ochopod_hook_failures_total", &[("reason", "timed_out")], ex.hook_timeouts as f64);
         if let Some(epoch) = ex.epoch {
             family(w, "ochopod_epoch", "gauge", "The newest configuration epoch this pod accepted.");
             sample(w, "ochopod_epoch", &[], epoch as f64);
@@ -43,6 +53,25 @@ pub fn render(now: &Snapshot, uptime: Duration, event_subscribers: usize) -> Str
         family(w, "ochopod_rounds_total", "counter", "Configuration rounds run by this pod as leader.");
         sample(w, "ochopod_rounds_total", &[("outcome", "ok")], l.rounds_ok as f64);
         sample(w, "ochopod_rounds_total", &[("outcome", "failed")], l.rounds_failed as f64);
+        family(
+            w,
+            "ochopod_round_failures_total",
+            "counter",
+            "Failed configuration rounds by reason (timeout, refused, hook_failed, unreachable, too_large, ...).",
+        );
+        for kind in RoundFailureKind::ALL {
+            let n = l.failures.get(&kind).copied().unwrap_or(0);
+            sample(w, "ochopod_round_failures_total", &[("reason", kind.name())], n as f64);
+        }
+        family(
+            w,
+            "ochopod_round_refusals_total",
+            "counter",
+            "Rounds failed by a pod's refusal (reasons refused and hook_failed), by the HTTP code it answered.",
+        );
+        for (code, n) in &l.refusals {
+            sample(w, "ochopod_round_refusals_total", &[("code", &code.to_string())], *n as f64);
+        }
         family(w, "ochopod_round_duration_seconds", "summary", "Duration of the finished configuration rounds.");
         sample(w, "ochopod_round_duration_seconds_sum", &[], l.rounds_ms_total as f64 / 1000.0);
         sample(w, "ochopod_round_duration_seconds_count", &[], (l.rounds_ok + l.rounds_failed) as f64);
@@ -118,6 +147,8 @@ mod tests {
                 restarts: 3,
                 sanity_failures: 1,
                 configurations: 4,
+                hook_failures: 2,
+                hook_timeouts: 1,
                 epoch: Some(9),
                 ..Default::default()
             }),
@@ -128,6 +159,8 @@ mod tests {
                 rounds_failed: 1,
                 last_round_ms: Some(120),
                 rounds_ms_total: 1500,
+                failures: [(RoundFailureKind::Refused, 1)].into(),
+                refusals: [(406, 1)].into(),
                 ..Default::default()
             }),
             session: Some(SessionStatus { state: "connected".into(), generation: 2, ..Default::default() }),
@@ -144,10 +177,18 @@ mod tests {
             "ochopod_restarts_total 3",
             "ochopod_sanity_failures_total 1",
             "ochopod_configurations_total 4",
+            "ochopod_hook_failures_total{reason=\"failed\"} 2",
+            "ochopod_hook_failures_total{reason=\"timed_out\"} 1",
             "ochopod_epoch 9",
             "ochopod_leader 1",
             "ochopod_rounds_total{outcome=\"ok\"} 5",
             "ochopod_rounds_total{outcome=\"failed\"} 1",
+            "ochopod_round_failures_total{reason=\"refused\"} 1",
+            "ochopod_round_failures_total{reason=\"timeout\"} 0",
+            "ochopod_round_failures_total{reason=\"hook_failed\"} 0",
+            "ochopod_round_failures_total{reason=\"unreachable\"} 0",
+            "ochopod_round_failures_total{reason=\"too_large\"} 0",
+            "ochopod_round_refusals_total{code=\"406\"} 1",
             "ochopod_round_duration_seconds_sum 1.5",
             "ochopod_round_duration_seconds_count 6",
             "ochopod_last_round_duration_seconds 0.12",

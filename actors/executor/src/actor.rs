@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::machine::{Action, HookKind, Input, JobId, Machine, Policy};
+use crate::machine::{Action, HookError, HookKind, Input, JobId, Machine, Policy};
 use crate::process::{http_client, run_hook, run_sanity, signal_group, spawn_child};
 use crate::render::{render, write_files, Rendered};
 
@@ -142,8 +142,8 @@ impl Executor {
                 tracing::debug!(hook = hook.name(), "running hook");
                 let fut = async move { run_hook(&shell).await };
                 let timeout_ms = h.timeout.as_millis() as u64;
-                ctx.spawn(fut.into_actor(self).map(move |(result, cut), act, ctx| {
-                    if cut {
+                ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
+                    if matches!(result, Err(HookError::TimedOut(_))) {
                         tracing::warn!(
                             hook = hook.name(),
                             timeout_ms,
@@ -342,6 +342,9 @@ pub struct ExecutorStatus {
     pub metrics: Value,
     /// Sanity-check failures since the pod started.
     pub sanity_failures: u64,
+    /// Hooks that failed or could not run, and hooks cut by their timeout, since the pod started.
+    pub hook_failures: u64,
+    pub hook_timeouts: u64,
     /// The newest epoch of an applied configuration.
     pub epoch: Option<u64>,
     /// Configurations applied (`on` with a payload that rendered successfully).

@@ -9,12 +9,12 @@ use std::process::Stdio;
 use nix::sys::signal::Signal;
 use ochopod_config::SanityCheck;
 use ochopod_proc::lines::{for_each_line, MAX_LINE};
-use ochopod_proc::{reaper, Output, Shell, ShellError};
+use ochopod_proc::{reaper, Shell, ShellError};
 use serde_json::Value;
 use tokio::io::BufReader;
 use tokio::process::{Child, Command};
 
-use crate::machine::Sig;
+use crate::machine::{HookError, Sig};
 
 /// How much of a failing command's stderr goes into its error (the end is where the reason is).
 const TAIL: usize = 400;
@@ -28,28 +28,19 @@ fn tail(bytes: &[u8]) -> String {
     }
 }
 
-/// Run a hook or a sanity command (see [`Shell`]: own process group, group killed on timeout).
+/// Run a sanity command (see [`Shell`]: own process group, group killed on timeout).
 /// `Ok(stdout)` on exit 0, else what went wrong with the end of stderr.
 pub async fn run_shell(shell: &Shell) -> Result<String, String> {
-    describe(shell.run().await)
+    run_hook(shell).await.map_err(|e| e.to_string())
 }
 
-/// Run a hook as [`run_shell`]; also says whether its timeout cut it off.
-pub async fn run_hook(shell: &Shell) -> (Result<String, String>, bool) {
-    let out = shell.run().await;
-    let cut = matches!(out, Err(ShellError::TimedOut(_)));
-    (describe(out), cut)
-}
-
-fn describe(out: Result<Output, ShellError>) -> Result<String, String> {
-    match out {
+/// Run a hook as [`run_shell`], telling a failure from a timeout.
+pub async fn run_hook(shell: &Shell) -> Result<String, HookError> {
+    match shell.run().await {
         Ok(out) if out.success() => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        Ok(out) => {
-            let err = tail(&out.stderr);
-            let how = out.describe_status();
-            Err(if err.is_empty() { how } else { format!("{how}: {err}") })
-        }
-        Err(e) => Err(e.to_string()),
+        Ok(out) => Err(HookError::Failed { status: out.describe_status(), stderr: tail(&out.stderr) }),
+        Err(ShellError::TimedOut(after)) => Err(HookError::TimedOut(after)),
+        Err(e) => Err(HookError::NotRun(e.to_string())),
     }
 }
 

@@ -15,7 +15,7 @@ use ochopod_api::wire::health;
 use ochopod_api::PodClient;
 use ochopod_config::{Env, PodEnv, Settings};
 use ochopod_core::deps::Dependency;
-use ochopod_core::events::{Event, EventBus};
+use ochopod_core::events::{Event, EventBus, RoundFailureKind};
 use ochopod_core::hash::state_hash;
 use ochopod_core::view::Pods;
 use ochopod_core::{paths, ClusterView, ControlPayload};
@@ -27,7 +27,7 @@ use crate::election::LockData;
 use crate::plan::{Decision, Planner, RoundPlan, RoundResult};
 use crate::probe;
 use crate::round::{self, RoundError, RoundInput, RoundOutcome};
-use crate::zk::{self, ElectionEvent, LockNode, Takeover, ZkFence};
+use crate::zk::{self, ElectionEvent, LockNode, Takeover, ZkError, ZkFence};
 
 /// How long `Shutdown` waits for the deletion of our lock node.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -93,6 +93,19 @@ struct Stats {
     rounds_failed: u64,
     last_round_ms: Option<u64>,
     rounds_ms_total: u64,
+    /// Failed rounds by kind, and refusals by the HTTP code the pod answered.
+    failures: BTreeMap<RoundFailureKind, u64>,
+    refusals: BTreeMap<u16, u64>,
+}
+
+impl Stats {
+    fn failed(&mut self, failure: &RoundFailure) {
+        self.rounds_failed += 1;
+        *self.failures.entry(failure.kind()).or_default() += 1;
+        if let Some(code) = failure.code() {
+            *self.refusals.entry(code).or_default() += 1;
+        }
+    }
 }
 
 struct AbortOnDrop<T = ()>(tokio::task::JoinHandle<T>);
@@ -232,7 +245,7 @@ impl Leader {
             loop {
                 match zk::take_over(&c, &lock, &prefix).await {
                     Ok(found) => return a.do_send(Observed { token, what: Observation::TookOver(found) }),
-                    Err(zk::ZkError::Fenced(_)) => return a.do_send(Observed { token, what: Observation::Fenced }),
+                    Err(zk::ZkError::Fenced { .. }) => return a.do_send(Observed { token, what: Observation::Fenced }),
                     Err(e) => {
                         tracing::warn!(error = %e, "reading the stored hash and snapshot: retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -301,8 +314,7 @@ impl Leader {
         let (Some(client), Some(lead)) = (self.client(), self.lead.as_mut()) else { return };
         let (addr, token, lock, prefix) = (ctx.address(), self.token, lead.lock.clone(), self.prefix.clone());
         lead.publishing = Some(AbortOnDrop(tokio::spawn(async move {
-            let result =
-                zk::publish(&client, &lock, &prefix, &pods, None).await.map(|_| pods).map_err(|e| e.to_string());
+            let result = zk::publish(&client, &lock, &prefix, &pods, None).await.map(|_| pods);
             addr.do_send(Published { token, result });
         })));
     }
@@ -328,6 +340,8 @@ impl Leader {
             pods: input.pods.len(),
             duration_ms: None,
             error: None,
+            failure: None,
+            code: None,
         });
         let fence = ZkFence { client: client.clone(), lock_path: lead.lock.path.clone(), active: lead.active.clone() };
         let (control, lock, prefix) = (self.pods.clone(), lead.lock.clone(), self.prefix.clone());
@@ -342,18 +356,16 @@ impl Leader {
                     Err(RoundError::Stale { newest, ours, keys }) => {
                         return Err(RoundFailure::Stale { newest, ours, keys });
                     }
-                    Err(e) => return Err(RoundFailure::Failed(e.to_string())),
+                    Err(e) => return Err(RoundFailure::Round(e)),
                 };
                 // The last step of the round, fenced like the others (and by the transaction).
                 let hash = state_hash(&outcome.configured, &input.dependencies);
                 zk::publish(&client, &lock, &prefix, &outcome.configured, Some(&hash))
                     .await
-                    .map_err(|e| RoundFailure::Failed(e.to_string()))?;
+                    .map_err(RoundFailure::Zk)?;
                 Ok((outcome, hash))
             }));
-            let result = (&mut round.0)
-                .await
-                .unwrap_or_else(|e| Err(RoundFailure::Failed(format!("the round task failed: {e}"))));
+            let result = (&mut round.0).await.unwrap_or_else(|e| Err(RoundFailure::Internal(e.to_string())));
             addr.do_send(RoundDone { token, dependencies, result });
         });
     }
@@ -415,6 +427,8 @@ impl Leader {
             rounds_failed: stats.rounds_failed,
             last_round_ms: stats.last_round_ms,
             rounds_ms_total: stats.rounds_ms_total,
+            failures: stats.failures.clone(),
+            refusals: stats.refusals.clone(),
         }
     }
 }
@@ -532,6 +546,10 @@ pub struct LeaderStatus {
     pub last_round_ms: Option<u64>,
     /// Sum of the durations of every finished round, for the metrics' average.
     pub rounds_ms_total: u64,
+    /// Failed rounds by kind (`/metrics`' `reason`).
+    pub failures: BTreeMap<RoundFailureKind, u64>,
+    /// Rounds that failed on a pod's refusal, by the HTTP code it answered.
+    pub refusals: BTreeMap<u16, u64>,
 }
 
 impl Handler<GetLeaderStatus> for Leader {
@@ -677,14 +695,44 @@ struct RoundDone {
     result: Result<(RoundOutcome, String), RoundFailure>,
 }
 
+/// Why a round failed, as `/events`, `/metrics` and the log tell it.
+#[derive(Debug, thiserror::Error)]
 enum RoundFailure {
     /// Pods applied a newer epoch than ours.
-    Stale {
-        newest: u64,
-        ours: u64,
-        keys: Vec<String>,
-    },
-    Failed(String),
+    #[error("pods {} applied epoch {newest}, newer than ours ({ours})", .keys.join(", "))]
+    Stale { newest: u64, ours: u64, keys: Vec<String> },
+    #[error(transparent)]
+    Round(RoundError),
+    /// Writing `snapshot` and `hash`, the round's last step.
+    #[error(transparent)]
+    Zk(ZkError),
+    /// After a `Stale`: the fenced write of a higher epoch failed.
+    #[error("{why}; could not raise our epoch: {error}")]
+    EpochNotRaised { why: String, error: ZkError },
+    /// The round's task panicked or was cancelled.
+    #[error("the round task failed: {0}")]
+    Internal(String),
+}
+
+impl RoundFailure {
+    fn kind(&self) -> RoundFailureKind {
+        match self {
+            RoundFailure::Stale { .. } => RoundFailureKind::Stale,
+            RoundFailure::Round(e) => e.kind(),
+            RoundFailure::Zk(ZkError::Fenced { .. })
+            | RoundFailure::EpochNotRaised { error: ZkError::Fenced { .. }, .. } => RoundFailureKind::Fenced,
+            RoundFailure::Zk(_) | RoundFailure::EpochNotRaised { .. } => RoundFailureKind::Zookeeper,
+            RoundFailure::Internal(_) => RoundFailureKind::Internal,
+        }
+    }
+
+    /// The HTTP code of a pod's refusal.
+    fn code(&self) -> Option<u16> {
+        match self {
+            RoundFailure::Round(e) => e.code(),
+            _ => None,
+        }
+    }
 }
 
 impl Handler<RoundDone> for Leader {
@@ -710,6 +758,8 @@ impl Handler<RoundDone> for Leader {
                     pods: n,
                     duration_ms: Some(ms),
                     error: None,
+                    failure: None,
+                    code: None,
                 });
                 lead.last_payload =
                     Some(self_payload(&self.key, outcome.configured.clone(), msg.dependencies, lead.epoch));
@@ -718,19 +768,21 @@ impl Handler<RoundDone> for Leader {
                 self.probe_now(ctx);
                 decision
             }
-            Err(RoundFailure::Stale { newest, ours, keys }) if ours == lead.epoch => {
+            Err(failure @ RoundFailure::Stale { newest, ours, .. }) if ours == lead.epoch => {
                 // Either ZooKeeper lost the epoch (restored from nothing: the lock sequence
                 // restarted below what pods applied) or we are a stale leader. Only the leader can
                 // record a higher epoch (a write fenced by our lock node), so that write tells
                 // them apart: it fails for a stale leader, which then steps down.
-                let error = format!("pods {} applied epoch {newest}, newer than ours ({ours})", keys.join(", "));
-                self.stats.rounds_failed += 1;
+                let error = failure.to_string();
+                self.stats.failed(&failure);
                 self.events.publish(Event::Round {
                     phase: "failed".into(),
                     epoch: lead.epoch,
                     pods: 0,
                     duration_ms: Some(ms),
                     error: Some(error.clone()),
+                    failure: Some(failure.kind()),
+                    code: None,
                 });
                 let lock = lead.lock.clone();
                 let Some(client) = self.client() else { return };
@@ -738,18 +790,13 @@ impl Handler<RoundDone> for Leader {
                 let epoch = newest.saturating_add(1);
                 tracing::warn!(cluster = %self.prefix, %error, "raising our epoch to {epoch} if we still hold the lock");
                 self.spawn(async move {
-                    let raised = zk::record_epoch(&client, &lock, &prefix, epoch).await.map_err(|e| e.to_string());
+                    let raised = zk::record_epoch(&client, &lock, &prefix, epoch).await;
                     addr.do_send(EpochRaised { token, epoch, raised, why: error });
                 });
                 return;
             }
-            Err(RoundFailure::Stale { newest, ours, keys }) => {
-                let error = format!("pods {} applied epoch {newest}, newer than ours ({ours})", keys.join(", "));
-                self.round_failed(error, ms, ctx);
-                return;
-            }
-            Err(RoundFailure::Failed(error)) => {
-                self.round_failed(error, ms, ctx);
+            Err(failure) => {
+                self.round_failed(failure, ms, ctx);
                 return;
             }
         };
@@ -758,15 +805,18 @@ impl Handler<RoundDone> for Leader {
 }
 
 impl Leader {
-    fn round_failed(&mut self, error: String, ms: u64, ctx: &mut Context<Self>) {
+    fn round_failed(&mut self, failure: RoundFailure, ms: u64, ctx: &mut Context<Self>) {
         let Some(lead) = self.lead.as_mut() else { return };
-        self.stats.rounds_failed += 1;
+        self.stats.failed(&failure);
+        let error = failure.to_string();
         self.events.publish(Event::Round {
             phase: "failed".into(),
             epoch: lead.epoch,
             pods: 0,
             duration_ms: Some(ms),
             error: Some(error.clone()),
+            failure: Some(failure.kind()),
+            code: failure.code(),
         });
         let decision = lead.planner.round_finished(RoundResult::Failed { error: error.clone() }, Instant::now());
         if let Decision::Arm(at) = decision {
@@ -783,7 +833,7 @@ impl Leader {
 struct EpochRaised {
     token: u64,
     epoch: u64,
-    raised: Result<(), String>,
+    raised: Result<(), ZkError>,
     why: String,
 }
 
@@ -797,7 +847,7 @@ impl Handler<EpochRaised> for Leader {
         if let Err(error) = msg.raised {
             // Not the leader any more (fenced), or ZooKeeper did not answer: a failed round,
             // retried later; a fenced leader is stopped by its lock watch.
-            return self.round_failed(format!("{}; could not raise our epoch: {error}", msg.why), 0, ctx);
+            return self.round_failed(RoundFailure::EpochNotRaised { why: msg.why, error }, 0, ctx);
         }
         let Some(lead) = self.lead.as_mut() else { return };
         tracing::warn!(cluster = %self.prefix, from = lead.epoch, to = msg.epoch, "epoch raised above what pods applied");
@@ -812,7 +862,7 @@ impl Handler<EpochRaised> for Leader {
 #[rtype(result = "()")]
 struct Published {
     token: u64,
-    result: Result<Pods, String>,
+    result: Result<Pods, ZkError>,
 }
 
 impl Handler<Published> for Leader {

@@ -18,7 +18,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::future::join_all;
-use ochopod_api::Task;
+use ochopod_api::wire::status;
+use ochopod_api::{ClientError, Task};
+use ochopod_core::events::RoundFailureKind;
 use ochopod_core::view::Pods;
 use ochopod_core::ControlPayload;
 
@@ -36,8 +38,44 @@ impl Answer {
     }
 }
 
-/// Sends one control request; `Ok(answer)` or `Err(why no reply)`, the error naming the
-/// address.
+/// Why a control request got no answer the round can read; each names the address.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("{address}: unreachable ({reason})")]
+    Unreachable { address: String, reason: String },
+    #[error("{address}: no reply within {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+    #[error("{address}: unexpected reply ({reason})")]
+    BadReply { address: String, reason: String },
+    #[error("{address}: reply larger than {limit} bytes")]
+    TooLarge { address: String, limit: usize },
+}
+
+impl From<ClientError> for SendError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Unreachable { address, source } => {
+                SendError::Unreachable { address, reason: source.to_string() }
+            }
+            ClientError::Timeout { address, timeout } => SendError::Timeout { address, timeout },
+            ClientError::BadReply { address, source } => SendError::BadReply { address, reason: source.to_string() },
+            ClientError::TooLarge { address, limit } => SendError::TooLarge { address, limit },
+        }
+    }
+}
+
+impl SendError {
+    pub fn kind(&self) -> RoundFailureKind {
+        match self {
+            SendError::Unreachable { .. } => RoundFailureKind::Unreachable,
+            SendError::Timeout { .. } => RoundFailureKind::Timeout,
+            SendError::BadReply { .. } => RoundFailureKind::BadReply,
+            SendError::TooLarge { .. } => RoundFailureKind::TooLarge,
+        }
+    }
+}
+
+/// Sends one control request; `Ok(answer)` or why there was no answer.
 pub trait Control: Send + Sync {
     fn control(
         &self,
@@ -45,7 +83,7 @@ pub trait Control: Send + Sync {
         task: Task,
         grace: Duration,
         payload: ControlPayload,
-    ) -> impl Future<Output = Result<Answer, String>> + Send + 'static;
+    ) -> impl Future<Output = Result<Answer, SendError>> + Send + 'static;
 }
 
 impl Control for ochopod_api::PodClient {
@@ -55,10 +93,10 @@ impl Control for ochopod_api::PodClient {
         task: Task,
         grace: Duration,
         payload: ControlPayload,
-    ) -> impl Future<Output = Result<Answer, String>> + Send + 'static {
+    ) -> impl Future<Output = Result<Answer, SendError>> + Send + 'static {
         let client = self.clone();
         async move {
-            let reply = client.control(&address, task, grace, Some(&payload)).await.map_err(|e| e.to_string())?;
+            let reply = client.control(&address, task, grace, Some(&payload)).await?;
             let newest = (reply.code == 409).then(|| reply.body.get("newest").and_then(|n| n.as_u64())).flatten();
             Ok(Answer { code: reply.code, newest })
         }
@@ -90,13 +128,40 @@ pub struct RoundOutcome {
     pub dropped: Vec<String>,
 }
 
+/// Why one pod failed a phase.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PodError {
+    /// It answered, with a code the phase does not accept.
+    #[error("answered {0}")]
+    Answered(u16),
+    #[error(transparent)]
+    NoAnswer(#[from] SendError),
+}
+
+impl PodError {
+    pub fn kind(&self) -> RoundFailureKind {
+        match self {
+            PodError::Answered(status::HOOK_FAILURE) => RoundFailureKind::HookFailed,
+            PodError::Answered(_) => RoundFailureKind::Refused,
+            PodError::NoAnswer(e) => e.kind(),
+        }
+    }
+
+    /// The HTTP code of a refusal.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            PodError::Answered(code) => Some(*code),
+            PodError::NoAnswer(_) => None,
+        }
+    }
+}
+
 /// One pod that did not answer 200.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodFailure {
     pub key: String,
     pub address: String,
-    /// `answered 406`, or why there was no answer.
-    pub error: String,
+    pub error: PodError,
 }
 
 impl std::fmt::Display for PodFailure {
@@ -118,6 +183,29 @@ pub enum RoundError {
     /// fenced write.
     #[error("pods {} already applied epoch {newest}, newer than ours ({ours})", .keys.join(", "))]
     Stale { newest: u64, ours: u64, keys: Vec<String> },
+}
+
+impl RoundError {
+    /// What kind of failure this is, for `/events` and `/metrics`: a phase that several pods
+    /// failed is named after the first of them (in key order).
+    pub fn kind(&self) -> RoundFailureKind {
+        match self {
+            RoundError::Fenced(_) => RoundFailureKind::Fenced,
+            RoundError::NoControlPort { .. } => RoundFailureKind::NoControlPort,
+            RoundError::Failed { failures, .. } => {
+                failures.first().map_or(RoundFailureKind::Refused, |f| f.error.kind())
+            }
+            RoundError::Stale { .. } => RoundFailureKind::Stale,
+        }
+    }
+
+    /// The HTTP code of the first refusal, if the round failed on one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            RoundError::Failed { failures, .. } => failures.first().and_then(|f| f.error.code()),
+            _ => None,
+        }
+    }
 }
 
 fn join(failures: &[PodFailure]) -> String {
@@ -155,8 +243,8 @@ pub async fn run<C: Control, F: Fence>(control: &C, fence: &F, input: &RoundInpu
                 *highest = (*highest).max(newest);
                 keys.push(target.key.clone());
             }
-            Ok(Answer { code, .. }) => failures.push(failure(target, Task::Check, format!("answered {code}"))),
-            Err(e) => failures.push(failure(target, Task::Check, e)),
+            Ok(Answer { code, .. }) => failures.push(failure(target, Task::Check, PodError::Answered(code))),
+            Err(e) => failures.push(failure(target, Task::Check, e.into())),
         }
     }
     if let Some((newest, keys)) = stale {
@@ -194,8 +282,8 @@ pub async fn run<C: Control, F: Fence>(control: &C, fence: &F, input: &RoundInpu
         .zip(ons)
         .filter_map(|(target, reply)| match reply {
             Ok(Answer { code: 200, .. }) => None,
-            Ok(Answer { code, .. }) => Some(failure(target, Task::On, format!("answered {code}"))),
-            Err(e) => Some(failure(target, Task::On, e)),
+            Ok(Answer { code, .. }) => Some(failure(target, Task::On, PodError::Answered(code))),
+            Err(e) => Some(failure(target, Task::On, e.into())),
         })
         .collect();
     if !failures.is_empty() {
@@ -217,7 +305,7 @@ pub async fn run<C: Control, F: Fence>(control: &C, fence: &F, input: &RoundInpu
     Ok(RoundOutcome { configured: live, dropped })
 }
 
-fn failure(target: &Target, task: Task, error: String) -> PodFailure {
+fn failure(target: &Target, task: Task, error: PodError) -> PodFailure {
     tracing::warn!(pod = %target.key, address = %target.address, %task, %error, "control request failed");
     PodFailure { key: target.key.clone(), address: target.address.clone(), error }
 }
@@ -239,7 +327,7 @@ async fn phase<C: Control, F: Fence>(
     pods: &Pods,
     targets: &[Target],
     task: Task,
-) -> Result<Vec<Result<Answer, String>>, RoundError> {
+) -> Result<Vec<Result<Answer, SendError>>, RoundError> {
     if !fence.holds().await {
         return Err(RoundError::Fenced(task));
     }
@@ -286,7 +374,7 @@ mod tests {
             task: Task,
             _grace: Duration,
             payload: ControlPayload,
-        ) -> impl Future<Output = Result<Answer, String>> + Send + 'static {
+        ) -> impl Future<Output = Result<Answer, SendError>> + Send + 'static {
             let me = self.clone();
             async move {
                 me.calls.lock().unwrap().push((address.clone(), task, payload));
@@ -295,7 +383,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 me.in_flight.fetch_sub(1, Ordering::SeqCst);
                 if me.unreachable.contains(&address) {
-                    return Err(format!("{address}: unreachable (connection refused)"));
+                    return Err(SendError::Unreachable { address, reason: "connection refused".into() });
                 }
                 let code = *me.codes.get(&(address.clone(), task)).unwrap_or(&200);
                 Ok(Answer { code, newest: me.newest.get(&address).copied().filter(|_| code == 409) })
@@ -402,8 +490,10 @@ mod tests {
         match &err {
             RoundError::Failed { task: Task::Check, failures } => {
                 assert_eq!(failures[0].key, "a");
-                assert_eq!(failures[0].error, "answered 500");
-                assert!(failures[1].error.contains("unreachable"));
+                assert_eq!(failures[0].error, PodError::Answered(500));
+                assert_eq!(failures[0].error.kind(), RoundFailureKind::HookFailed);
+                assert_eq!(failures[1].error.kind(), RoundFailureKind::Unreachable);
+                assert!(failures[1].error.to_string().contains("unreachable"), "{}", failures[1].error);
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -488,5 +578,41 @@ mod tests {
         let err = run(&fake, &holding(), &inp).await.unwrap_err();
         assert_eq!(err, RoundError::NoControlPort { key: "a".into() });
         assert!(fake.tasks().is_empty());
+    }
+
+    #[test]
+    fn failures_name_their_kind_and_the_code_of_a_refusal() {
+        let address = "10.0.0.1:8080".to_string();
+        let cases = [
+            (PodError::Answered(406), RoundFailureKind::Refused, Some(406)),
+            (PodError::Answered(500), RoundFailureKind::HookFailed, Some(500)),
+            (
+                SendError::Timeout { address: address.clone(), timeout: Duration::from_secs(1) }.into(),
+                RoundFailureKind::Timeout,
+                None,
+            ),
+            (
+                SendError::Unreachable { address: address.clone(), reason: "refused".into() }.into(),
+                RoundFailureKind::Unreachable,
+                None,
+            ),
+            (SendError::TooLarge { address: address.clone(), limit: 4 }.into(), RoundFailureKind::TooLarge, None),
+            (
+                SendError::BadReply { address: address.clone(), reason: "not HTTP".into() }.into(),
+                RoundFailureKind::BadReply,
+                None,
+            ),
+        ];
+        for (error, kind, code) in cases {
+            let round = RoundError::Failed {
+                task: Task::On,
+                failures: vec![PodFailure { key: "a".into(), address: address.clone(), error: error.clone() }],
+            };
+            assert_eq!((round.kind(), round.code()), (kind, code), "{error}");
+        }
+        assert_eq!(PodError::Answered(406).to_string(), "answered 406");
+        let timeout: PodError = SendError::Timeout { address, timeout: Duration::from_secs(1) }.into();
+        assert_eq!(timeout.to_string(), "10.0.0.1:8080: no reply within 1s");
+        assert_eq!(RoundError::Fenced(Task::On).kind(), RoundFailureKind::Fenced);
     }
 }

@@ -30,42 +30,16 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause before retrying after a failed request, so an outage does not spin.
 const RETRY: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ZkError {
-    #[error("zookeeper {op} {path}: no reply within {timeout:?}", timeout = OP_TIMEOUT)]
-    Timeout { op: &'static str, path: String },
-    #[error("zookeeper {op} {path}: {source}")]
-    Failed { op: &'static str, path: String, source: zookeeper_client::Error },
-    #[error("our lock node {0} is gone or not ours any more: no longer leader")]
-    Fenced(String),
-    /// What the shared plumbing reports beyond a call's failure or timeout.
-    #[error(transparent)]
-    Shared(ochopod_zk::ZkError),
-}
+/// The leader's ZooKeeper errors are the shared plumbing's; a lost fence is [`ZkError::Fenced`].
+pub use ochopod_zk::ZkError;
 
-impl From<ochopod_zk::ZkError> for ZkError {
-    fn from(e: ochopod_zk::ZkError) -> Self {
-        match e {
-            ochopod_zk::ZkError::Timeout { op, path, .. } => ZkError::Timeout { op, path },
-            ochopod_zk::ZkError::Failed { op, path, source } => ZkError::Failed { op, path, source },
-            other => ZkError::Shared(other),
-        }
-    }
-}
-
-impl ZkError {
-    fn is_no_node(&self) -> bool {
-        matches!(self, ZkError::Failed { source: zookeeper_client::Error::NoNode, .. })
-    }
-}
-
-/// One request bounded by [`OP_TIMEOUT`] (`ochopod_zk::timed`), in this module's error.
+/// One request bounded by [`OP_TIMEOUT`] (`ochopod_zk::timed`).
 async fn zk<T>(
     op: &'static str,
     path: &str,
     request: impl Future<Output = Result<T, zookeeper_client::Error>>,
 ) -> Result<T, ZkError> {
-    Ok(ochopod_zk::timed(op, path, OP_TIMEOUT, request).await?)
+    ochopod_zk::timed(op, path, OP_TIMEOUT, request).await
 }
 
 fn persistent() -> CreateOptions<'static> {
@@ -303,7 +277,7 @@ pub fn parse_pods(data: &[u8]) -> Result<Pods, String> {
 pub async fn scan_pods(client: &Client, pods_dir: &str) -> Result<Pods, ZkError> {
     let scan = ochopod_zk::scan_pods(client, pods_dir, OP_TIMEOUT).await?;
     if let Some(e) = scan.unreadable() {
-        return Err(e.clone().into());
+        return Err(e.clone());
     }
     for skipped in &scan.skipped {
         tracing::debug!(%skipped, "skipping a pod node");
@@ -507,8 +481,8 @@ pub async fn record_epoch(client: &Client, lock: &LockNode, prefix: &str, epoch:
     tx.add_set_data(&epoch_path, epoch.to_string().as_bytes(), None).map_err(invalid)?;
     match tokio::time::timeout(OP_TIMEOUT, tx.commit()).await {
         Ok(Ok(_)) => Ok(()),
-        Err(_) => Err(ZkError::Timeout { op: "multi", path: epoch_path }),
-        Ok(Err(MultiWriteError::OperationFailed { index: 0, .. })) => Err(ZkError::Fenced(lock.path.clone())),
+        Err(_) => Err(ZkError::Timeout { op: "multi", path: epoch_path, after: OP_TIMEOUT }),
+        Ok(Err(MultiWriteError::OperationFailed { index: 0, .. })) => Err(ZkError::Fenced { lock: lock.path.clone() }),
         Ok(Err(MultiWriteError::OperationFailed { source, .. } | MultiWriteError::RequestFailed { source })) => {
             Err(invalid(source))
         }
@@ -550,9 +524,9 @@ pub async fn publish(
         }
         match tokio::time::timeout(OP_TIMEOUT, tx.commit()).await {
             Ok(Ok(_)) => return Ok(()),
-            Err(_) => return Err(ZkError::Timeout { op: "multi", path: snapshot_path }),
+            Err(_) => return Err(ZkError::Timeout { op: "multi", path: snapshot_path, after: OP_TIMEOUT }),
             Ok(Err(MultiWriteError::OperationFailed { index: 0, .. })) => {
-                return Err(ZkError::Fenced(lock.path.clone()))
+                return Err(ZkError::Fenced { lock: lock.path.clone() })
             }
             Ok(Err(MultiWriteError::OperationFailed { index, source })) => {
                 // The snapshot changed hands between our look and the write, or `hash` is gone:
@@ -565,5 +539,5 @@ pub async fn publish(
             Ok(Err(MultiWriteError::RequestFailed { source })) => return Err(invalid(source)),
         }
     }
-    Err(last.unwrap_or(ZkError::Timeout { op: "multi", path: snapshot_path }))
+    Err(last.unwrap_or(ZkError::Timeout { op: "multi", path: snapshot_path, after: OP_TIMEOUT }))
 }

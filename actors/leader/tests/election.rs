@@ -109,7 +109,7 @@ async fn a_lost_session_drops_leadership_and_a_new_one_contends_again() {
     assert_eq!(l.status().await.state, "follower");
     // The old session really ends (the leader dropped its clones; the test holds the last one),
     // as after an expiry, then a new session comes up.
-    let TestLeader { addr, client, .. } = l;
+    let TestLeader { addr, client, events, .. } = l;
     drop(client);
     let fresh = connect(&zk).await;
     let coordinator = paths::coordinator_dir(&paths::cluster_prefix(ns, "web"));
@@ -121,7 +121,7 @@ async fn a_lost_session_drops_leadership_and_a_new_one_contends_again() {
     })
     .await
     .unwrap();
-    let l = TestLeader { addr, client: fresh.clone(), generation: 2 };
+    let l = TestLeader { addr, client: fresh.clone(), generation: 2, events };
     l.addr
         .send(ochopod_session::SessionEvent::Up { generation: 2, client: fresh, seq: 1, node: String::new() })
         .await

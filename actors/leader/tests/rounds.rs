@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ochopod_config::{Probe, ProcessSettings, RestartPolicy};
+use ochopod_core::events::{Event, RoundFailureKind};
 use ochopod_core::hash::state_hash;
 use ochopod_core::paths;
 use ochopod_core::view::Pods;
@@ -151,6 +152,14 @@ async fn a_failed_check_aborts_the_round_and_it_is_retried_after_the_damper() {
     let leader = c.leader(&zk, settings("t-retry", "web", DAMPER)).await;
     let s = leader.wait_for("a failed round", |s| s.rounds_failed == 1).await;
     assert_eq!(s.state, "leader (configuration pending)");
+    // `/events` and `/metrics` say what kind of failure it was, with the pod's HTTP code.
+    let failed =
+        leader.wait_event("the failed round", |e| matches!(e, Event::Round { phase, .. } if phase == "failed")).await;
+    let Event::Round { failure, code, error, .. } = failed else { unreachable!() };
+    assert_eq!((failure, code), (Some(RoundFailureKind::HookFailed), Some(500)), "{error:?}");
+    assert!(error.is_some_and(|e| e.contains("answered 500")));
+    assert_eq!(s.failures, [(RoundFailureKind::HookFailed, 1)].into());
+    assert_eq!(s.refusals, [(500, 1)].into());
     assert_eq!(c.recorder.count("on"), 0, "no `on` after a failed check");
     leader.wait_for("the retry", |s| s.rounds_ok == 1).await;
     let retry = c.recorder.calls().into_iter().filter(|c| c.task == "check").nth(2).expect("a second check round");

@@ -24,8 +24,19 @@ pub enum Event {
     Session { state: String, generation: u64 },
     /// This pod became leader (with its fencing epoch) or stopped being one.
     Leadership { leader: bool, epoch: Option<u64> },
-    /// A configuration round started, finished or failed on the leader.
-    Round { phase: String, epoch: u64, pods: usize, duration_ms: Option<u64>, error: Option<String> },
+    /// A configuration round started, finished or failed on the leader. A failed round also says
+    /// what kind of failure it was (`failure`) and, when a pod refused, with which HTTP `code`.
+    Round {
+        phase: String,
+        epoch: u64,
+        pods: usize,
+        duration_ms: Option<u64>,
+        error: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failure: Option<RoundFailureKind>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+    },
     /// Something is wrong that the pod works around but a human should fix (an unusable
     /// dependency snapshot, …).
     Warning { message: String },
@@ -34,6 +45,67 @@ pub enum Event {
     /// A hook (`tear_down`, `finalize`…) ran past its timeout and was cut off: its whole process
     /// group was killed.
     HookTimedOut { hook: String, timeout_ms: u64 },
+}
+
+/// What made a configuration round fail, as `/events` and `/metrics` name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundFailureKind {
+    /// A pod did not answer within the round's timeout.
+    Timeout,
+    /// A pod answered with a code the phase does not accept (the event carries it).
+    Refused,
+    /// A pod's hook failed (it answered 500).
+    HookFailed,
+    /// A pod could not be reached (connection refused, no route, TLS).
+    Unreachable,
+    /// A pod's reply was over the size limit.
+    TooLarge,
+    /// A pod's reply was not HTTP, or cut.
+    BadReply,
+    /// Pods applied a newer epoch than ours.
+    Stale,
+    /// We lost the lock during the round.
+    Fenced,
+    /// A pod registered without a reachable control port.
+    NoControlPort,
+    /// ZooKeeper failed the round's last step (writing `snapshot` and `hash`).
+    Zookeeper,
+    /// The round's own task failed (a bug).
+    Internal,
+}
+
+impl RoundFailureKind {
+    pub const ALL: [RoundFailureKind; 11] = [
+        RoundFailureKind::Timeout,
+        RoundFailureKind::Refused,
+        RoundFailureKind::HookFailed,
+        RoundFailureKind::Unreachable,
+        RoundFailureKind::TooLarge,
+        RoundFailureKind::BadReply,
+        RoundFailureKind::Stale,
+        RoundFailureKind::Fenced,
+        RoundFailureKind::NoControlPort,
+        RoundFailureKind::Zookeeper,
+        RoundFailureKind::Internal,
+    ];
+
+    /// The name in `/events` and the `reason` label in `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RoundFailureKind::Timeout => "timeout",
+            RoundFailureKind::Refused => "refused",
+            RoundFailureKind::HookFailed => "hook_failed",
+            RoundFailureKind::Unreachable => "unreachable",
+            RoundFailureKind::TooLarge => "too_large",
+            RoundFailureKind::BadReply => "bad_reply",
+            RoundFailureKind::Stale => "stale",
+            RoundFailureKind::Fenced => "fenced",
+            RoundFailureKind::NoControlPort => "no_control_port",
+            RoundFailureKind::Zookeeper => "zookeeper",
+            RoundFailureKind::Internal => "internal",
+        }
+    }
 }
 
 /// An event with the wall-clock time it was published at (unix milliseconds).
@@ -90,5 +162,37 @@ mod tests {
         assert_eq!(js["state"], "running");
         assert_eq!(js["pid"], 42);
         assert!(js["at_ms"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_failed_round_names_its_kind_and_code_and_other_rounds_look_as_before() {
+        let failed = Event::Round {
+            phase: "failed".into(),
+            epoch: 3,
+            pods: 0,
+            duration_ms: Some(12),
+            error: Some("pod a (x): answered 406".into()),
+            failure: Some(RoundFailureKind::Refused),
+            code: Some(406),
+        };
+        let js = serde_json::to_value(&failed).unwrap();
+        assert_eq!(js["failure"], "refused");
+        assert_eq!(js["code"], 406);
+        assert_eq!(js["error"], "pod a (x): answered 406");
+        for kind in RoundFailureKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+        let done = Event::Round {
+            phase: "done".into(),
+            epoch: 3,
+            pods: 2,
+            duration_ms: Some(12),
+            error: None,
+            failure: None,
+            code: None,
+        };
+        let js = serde_json::to_value(&done).unwrap();
+        let keys: Vec<&str> = js.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["duration_ms", "epoch", "error", "event", "phase", "pods"]);
     }
 }

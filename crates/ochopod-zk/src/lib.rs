@@ -57,6 +57,10 @@ pub enum ZkError {
     Timeout { op: &'static str, path: String, after: Duration },
     #[error("the ZooKeeper client refused the chroot {chroot}")]
     Chroot { chroot: String },
+    /// A write fenced by a lock node failed its check: the node is gone or not the caller's any
+    /// more, so the caller is no longer leader.
+    #[error("our lock node {lock} is gone or not ours any more: no longer leader")]
+    Fenced { lock: String },
 }
 
 impl ZkError {

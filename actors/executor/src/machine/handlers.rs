@@ -7,7 +7,7 @@ use ochopod_core::events::Event;
 use serde_json::{json, Value};
 
 use super::plan::{OnFail, Step, Wait};
-use super::{Action, Gen, HookKind, Machine, Proc, Sig, Timer};
+use super::{Action, Gen, HookError, HookKind, Machine, Proc, Sig, Timer};
 use crate::Reply;
 
 impl Machine {
@@ -72,7 +72,7 @@ impl Machine {
 
     /// `tear_down` ended (done, failed, or cut by its timeout). If it did not do its job and
     /// the child still runs, SIGTERM it; the grace timer still bounds it.
-    pub(super) fn tear_down_done(&mut self, result: Result<String, String>, out: &mut Vec<Action>) {
+    pub(super) fn tear_down_done(&mut self, result: Result<String, HookError>, out: &mut Vec<Action>) {
         self.tearing_down = false;
         if let Err(e) = &result {
             match self.proc {
@@ -133,7 +133,12 @@ impl Machine {
         }
     }
 
-    pub(super) fn on_hook_done(&mut self, hook: HookKind, result: Result<String, String>, out: &mut Vec<Action>) {
+    pub(super) fn on_hook_done(&mut self, hook: HookKind, result: Result<String, HookError>, out: &mut Vec<Action>) {
+        match &result {
+            Err(HookError::TimedOut(_)) => self.hook_timeouts += 1,
+            Err(_) => self.hook_failures += 1,
+            Ok(_) => {}
+        }
         if hook == HookKind::TearDown && self.tearing_down {
             self.tear_down_done(result, out);
             return;
@@ -378,7 +383,7 @@ mod tests {
         let gen = t.configure_and_run(10);
         let a = t.input(Input::Exited { gen, code: Some(0), signal: None });
         assert!(a.iter().any(|a| matches!(a, Action::RunHook { hook: HookKind::Finalize, .. })), "{a:?}");
-        let a = t.input(Input::HookDone { hook: HookKind::Finalize, result: Err("ignored".into()) });
+        let a = t.input(Input::HookDone { hook: HookKind::Finalize, result: Err(failed("ignored")) });
         assert!(a.contains(&Action::Publish(Event::Process { state: "dead".into(), pid: None })), "{a:?}");
         for task in Task::ALL {
             let (id, a) = t.send(task, None);
@@ -434,7 +439,7 @@ mod tests {
         let (_, a) = t.send(Task::Off, None);
         assert!(a.iter().any(|a| matches!(a, Action::RunHook { hook: HookKind::TearDown, .. })));
         assert!(!a.iter().any(|a| matches!(a, Action::Signal { .. })));
-        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Err("exit 1".into()) });
+        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Err(failed("exit code 1")) });
         assert_eq!(a, vec![Action::Signal { pgid: 10, sig: Sig::Term }]);
     }
 
@@ -481,7 +486,10 @@ mod tests {
         let mut t = T::new(tear_down_and_finalize());
         let gen = t.configure_and_run(10);
         t.input(Input::Shutdown { id: 99 });
-        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Err("timed out after 1s".into()) });
+        let a = t.input(Input::HookDone {
+            hook: HookKind::TearDown,
+            result: Err(HookError::TimedOut(Duration::from_secs(1))),
+        });
         assert_eq!(a, vec![Action::Signal { pgid: 10, sig: Sig::Term }]);
         let a = t.input(Input::Exited { gen, code: None, signal: Some(15) });
         assert!(runs(&a, HookKind::Finalize), "{a:?}");
@@ -491,7 +499,10 @@ mod tests {
         t.input(Input::Shutdown { id: 99 });
         t.input(Input::TimerFired(Timer::Grace(gen)));
         t.input(Input::Exited { gen, code: None, signal: Some(9) });
-        let a = t.input(Input::HookDone { hook: HookKind::TearDown, result: Err("timed out after 1s".into()) });
+        let a = t.input(Input::HookDone {
+            hook: HookKind::TearDown,
+            result: Err(HookError::TimedOut(Duration::from_secs(1))),
+        });
         assert!(!a.iter().any(|a| matches!(a, Action::Signal { .. })), "the group is gone already: {a:?}");
         assert!(runs(&a, HookKind::Finalize), "{a:?}");
     }

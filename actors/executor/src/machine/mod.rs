@@ -40,7 +40,7 @@ use serde_json::{json, Value};
 use crate::{ExecutorStatus, Reply};
 use plan::{Job, Origin};
 pub use policy::{Backoff, HookSet, Policy};
-pub use vocabulary::{Action, Gen, HookKind, Input, JobId, Sig, Timer};
+pub use vocabulary::{Action, Gen, HookError, HookKind, Input, JobId, Sig, Timer};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Proc {
@@ -91,6 +91,9 @@ pub struct Machine {
     restarts: u64,
     sanity_streak: u32,
     sanity_failures: u64,
+    /// Hooks that failed (or could not run), and hooks cut by their timeout.
+    hook_failures: u64,
+    hook_timeouts: u64,
     metrics: Value,
     configurations: u64,
     last_exit: Option<i32>,
@@ -118,6 +121,8 @@ impl Machine {
             restarts: 0,
             sanity_streak: 0,
             sanity_failures: 0,
+            hook_failures: 0,
+            hook_timeouts: 0,
             metrics: json!({}),
             configurations: 0,
             last_exit: None,
@@ -169,6 +174,8 @@ impl Machine {
             restarts: self.restarts,
             metrics: self.metrics.clone(),
             sanity_failures: self.sanity_failures,
+            hook_failures: self.hook_failures,
+            hook_timeouts: self.hook_timeouts,
             epoch: self.newest_epoch,
             configurations: self.configurations,
             last_exit: self.last_exit,

@@ -374,7 +374,10 @@ mod tests {
         let mut t = T::new(p);
         let (id, a) = t.send(Task::Check, Some(payload(None)));
         assert!(matches!(&a[..], [Action::RunHook { hook: HookKind::CanConfigure, .. }]), "{a:?}");
-        let a = t.input(Input::HookDone { hook: HookKind::CanConfigure, result: Err("exit 3: not yet".into()) });
+        let a = t.input(Input::HookDone {
+            hook: HookKind::CanConfigure,
+            result: Err(HookError::Failed { status: "exit code 3".into(), stderr: "not yet".into() }),
+        });
         assert!(matches!(reply_of(&a, id), Some(Reply::SoftFailure(m)) if m.contains("not yet")));
         assert_eq!(t.state(), "stopped");
     }
@@ -399,7 +402,7 @@ mod tests {
         assert!(matches!(&a[..], [Action::RunHook { hook: HookKind::Configured, .. }]));
         let (off, a) = t.send(Task::Off, None);
         assert!(a.is_empty(), "off must wait behind ok: {a:?}");
-        let a = t.input(Input::HookDone { hook: HookKind::Configured, result: Err("boom".into()) });
+        let a = t.input(Input::HookDone { hook: HookKind::Configured, result: Err(failed("boom")) });
         assert!(matches!(reply_of(&a, ok), Some(Reply::HookFailure(m)) if m.contains("boom")));
         assert!(a.contains(&Action::Signal { pgid: 10, sig: Sig::Term }), "{a:?}");
         assert_eq!(reply_of(&a, off), None);
@@ -476,7 +479,7 @@ mod tests {
         let mut t = T::new(p);
         let (id, a) = t.send(Task::On, Some(payload(None)));
         assert!(matches!(&a[..], [Action::RunHook { hook: HookKind::Initialize, .. }]));
-        let a = t.input(Input::HookDone { hook: HookKind::Initialize, result: Err("exit 1".into()) });
+        let a = t.input(Input::HookDone { hook: HookKind::Initialize, result: Err(failed("exit code 1")) });
         assert!(matches!(reply_of(&a, id), Some(Reply::SoftFailure(_))));
         assert_eq!(t.state(), "dead");
     }

@@ -96,3 +96,8 @@ pub(crate) fn tear_down_and_finalize() -> Policy {
 pub(crate) fn runs(actions: &[Action], hook: HookKind) -> bool {
     actions.iter().any(|a| matches!(a, Action::RunHook { hook: h, .. } if *h == hook))
 }
+
+/// A hook that failed with `status` and printed nothing on stderr.
+pub(crate) fn failed(status: &str) -> HookError {
+    HookError::Failed { status: status.into(), stderr: String::new() }
+}

@@ -64,10 +64,10 @@ pub enum Input {
     Shutdown {
         id: JobId,
     },
-    /// `Ok(stdout)` or `Err(what went wrong)`.
+    /// `Ok(stdout)` or what went wrong.
     HookDone {
         hook: HookKind,
-        result: Result<String, String>,
+        result: Result<String, HookError>,
     },
     /// Rendering and writing the files of a [`Action::Configure`] finished.
     Configured {
@@ -131,4 +131,19 @@ pub enum Action {
         gen: Gen,
     },
     Publish(Event),
+}
+
+/// Why a hook did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// It ran and failed: `status` says how (`exit code 3`, `killed by SIGKILL`), `stderr` is
+    /// the end of what it printed there.
+    #[error("{status}{}", if .stderr.is_empty() { String::new() } else { format!(": {}", .stderr) })]
+    Failed { status: String, stderr: String },
+    /// It outlived its timeout: its whole process group was killed.
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+    /// `sh` could not be started or waited for.
+    #[error("{0}")]
+    NotRun(String),
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use ochopod_api::PodClient;
 use ochopod_config::*;
-use ochopod_core::events::EventBus;
+use ochopod_core::events::{Event, EventBus, Stamped};
 use ochopod_core::view::Pods;
 use ochopod_core::{paths, ControlPayload, Registration};
 use ochopod_integration::zk::ZkServer;
@@ -285,24 +285,38 @@ pub struct TestLeader {
     pub addr: Addr<Leader>,
     pub client: Client,
     pub generation: u64,
+    /// Everything the leader published since it started.
+    pub events: tokio::sync::Mutex<tokio::sync::broadcast::Receiver<Stamped>>,
 }
 
 impl TestLeader {
     pub async fn start(zk: &ZkServer, settings: Settings, key: &str, address: &str) -> TestLeader {
         let client = connect(zk).await;
-        let leader = Leader::new(
-            Arc::new(settings),
-            key.to_string(),
-            address.to_string(),
-            PodClient::new(None),
-            EventBus::default(),
-        );
+        let bus = EventBus::new(1024);
+        let events = tokio::sync::Mutex::new(bus.subscribe());
+        let leader = Leader::new(Arc::new(settings), key.to_string(), address.to_string(), PodClient::new(None), bus);
         let addr = leader.start();
         let generation = 1;
         addr.send(SessionEvent::Up { generation, client: client.clone(), seq: 1, node: String::new() })
             .await
             .expect("leader alive");
-        TestLeader { addr, client, generation }
+        TestLeader { addr, client, generation, events }
+    }
+
+    /// The next event published that satisfies `ok` (waiting at most [`WAIT`]).
+    pub async fn wait_event(&self, what: &str, ok: impl Fn(&Event) -> bool) -> Event {
+        let mut rx = self.events.lock().await;
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                match rx.recv().await {
+                    Ok(stamped) if ok(&stamped.event) => return stamped.event,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("waiting for {what}: {e}"),
+                }
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| panic!("no event: {what} within {WAIT:?}"))
     }
 
     pub async fn status(&self) -> LeaderStatus {
