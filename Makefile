@@ -5,10 +5,10 @@ ZK_JAR := /usr/share/java/zookeeper.jar
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build demo test lint fmt bench soak clean
+.PHONY: help setup build demo test image e2e lint fmt bench soak clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 setup: ## Install what the tests need (Debian zookeeper, iproute2, util-linux) if missing, fetch crates
 	@missing=""; \
@@ -28,12 +28,18 @@ build: ## Build every binary (debug)
 demo: setup build ## Start a local ZooKeeper, form a 3-pod ZooKeeper ensemble with ochopod, show it, tear down
 	bash examples/demo.sh
 
-test: setup build ## Run every test (unit, actor, and integration against a real ZooKeeper)
+test: setup build ## Run every test (unit, actor, and integration against a real ZooKeeper; not e2e)
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	  $(CARGO) nextest run --workspace --no-fail-fast; \
+	  $(CARGO) nextest run --workspace --exclude ochopod-e2e --no-fail-fast; \
 	else \
-	  $(CARGO) test --workspace --no-fail-fast; \
+	  $(CARGO) test --workspace --exclude ochopod-e2e --no-fail-fast; \
 	fi
+
+image: ## Build the Docker images here, no registry: Debian base (debootstrap, cached), ochopod, one per example
+	CARGO=$(CARGO) bash images/build.sh
+
+e2e: image ## End-to-end scenarios on the Docker engine: pods as containers, ochopod as PID 1
+	CARGO=$(CARGO) bash images/e2e.sh
 
 lint: ## fmt check + clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
