@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use ochopod_api::wire::health;
 use ochopod_api::PodClient;
-use ochopod_config::{Env, PodEnv, Settings};
+use ochopod_config::{PodEnv, Settings};
 use ochopod_core::deps::Dependency;
 use ochopod_core::events::{Event, EventBus, RoundFailureKind};
 use ochopod_core::hash::state_hash;
@@ -157,11 +157,6 @@ impl Leader {
         }
     }
 
-    /// As [`Leader::new`], with ochopod's environment given instead of read (tests).
-    pub fn with_env(mut self, env: &Env) -> Self {
-        self.env = self.settings.pod_env(env);
-        self
-    }
 
     /// Leaves out registrations that cannot be used safely (see `Registration::validate`): one
     /// bad node must not abort every round, and its `ip` must never reach a URL or a peer's file.
