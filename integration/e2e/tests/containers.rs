@@ -269,11 +269,13 @@ async fn leader_stopped_and_killed() {
     assert_eq!(stopped.state(), ("exited".to_string(), 0), "the stopped pod exits 0");
     assert!(took < Duration::from_secs(8), "stopped within the grace (3 s) and the session close: {took:?}");
     assert!(handover <= Duration::from_secs(1), "new leader {handover:?} after the container exited");
+    // The shutdown order ran to its end: SIGTERM received, the process (group) torn down and
+    // seen to exit, the session closed, then exit.
     let logs = stopped.logs();
-    assert!(
-        logs.contains("\"state\":\"stopped\"") || logs.contains("stopped") || logs.contains("terminat"),
-        "the process was torn down before exit: {logs}"
-    );
+    let after_term = logs.split_once("shutting down").map(|(_, rest)| rest).unwrap_or_else(|| panic!("{logs}"));
+    let exited = after_term.find("process exited").unwrap_or_else(|| panic!("no process exit: {logs}"));
+    let closed = after_term.find("ZooKeeper session closed").unwrap_or_else(|| panic!("{logs}"));
+    assert!(exited < closed && after_term.contains("stopped elapsed_ms"), "{logs}");
     let rest_pods: Vec<Pod> = rest.iter().map(|p| (*p).clone()).collect();
     let rest: Vec<&Pod> = rest_pods.iter().collect();
     let leader2 = settled(&rest, true, SETTLE).await;
