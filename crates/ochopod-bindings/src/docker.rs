@@ -1,7 +1,11 @@
 //! Docker: the container's own address (the first non-loopback one of its network namespace),
 //! and the ports it publishes as `PORT_<n>`. Peers can only use a published port at the Docker
 //! host's address, so a remapped control port needs `OCHOPOD_DOCKER_IP` (the host's address);
-//! containers that share a network (compose) need no `PORT_<n>` at all.
+//! containers that share a network (compose) need no `PORT_<n>` at all. A container on several
+//! networks registers its lowest address (the kernel's order, not the order it joined them in):
+//! set `OCHOPOD_DOCKER_IP` when peers sit on another one. `make e2e` runs this binding on a real
+//! engine: detected from `/.dockerenv`, the address read from `/proc/net/fib_trie`, `HOSTNAME` as
+//! the node, and published ports announced with `PORT_<n>` and the host's address.
 
 use std::net::Ipv4Addr;
 
@@ -129,10 +133,89 @@ Local:
               /32 host LOCAL
 ";
 
+    /// `/proc/net/fib_trie` as Docker 20.10 gave it, unabridged, to a container attached to two
+    /// user-defined networks (created in the documentation ranges for the recording).
+    const TWO_NETWORKS: &str = "Main:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 127.0.0.0/8 2 0 2
+        +-- 127.0.0.0/31 1 0 0
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+        |-- 127.255.255.255
+           /32 link BROADCAST
+     +-- 192.0.0.0/5 2 0 2
+        +-- 192.0.2.0/24 2 0 2
+           +-- 192.0.2.0/30 2 0 2
+              |-- 192.0.2.0
+                 /24 link UNICAST
+              |-- 192.0.2.2
+                 /32 host LOCAL
+           |-- 192.0.2.255
+              /32 link BROADCAST
+        +-- 198.51.100.0/24 2 0 2
+           +-- 198.51.100.0/30 2 0 2
+              |-- 198.51.100.0
+                 /24 link UNICAST
+              |-- 198.51.100.2
+                 /32 host LOCAL
+           |-- 198.51.100.255
+              /32 link BROADCAST
+Local:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 127.0.0.0/8 2 0 2
+        +-- 127.0.0.0/31 1 0 0
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+        |-- 127.255.255.255
+           /32 link BROADCAST
+     +-- 192.0.0.0/5 2 0 2
+        +-- 192.0.2.0/24 2 0 2
+           +-- 192.0.2.0/30 2 0 2
+              |-- 192.0.2.0
+                 /24 link UNICAST
+              |-- 192.0.2.2
+                 /32 host LOCAL
+           |-- 192.0.2.255
+              /32 link BROADCAST
+        +-- 198.51.100.0/24 2 0 2
+           +-- 198.51.100.0/30 2 0 2
+              |-- 198.51.100.0
+                 /24 link UNICAST
+              |-- 198.51.100.2
+                 /32 host LOCAL
+           |-- 198.51.100.255
+              /32 link BROADCAST
+";
+
     #[test]
     fn reads_the_namespace_addresses() {
         assert_eq!(local_addresses(BRIDGE), vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 2)]);
         assert_eq!(local_addresses(""), Vec::<Ipv4Addr>::new());
+    }
+
+    #[tokio::test]
+    async fn on_two_networks_the_lowest_address_unless_told() {
+        assert_eq!(
+            local_addresses(TWO_NETWORKS),
+            vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(198, 51, 100, 2)]
+        );
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), FIB_TRIE, TWO_NETWORKS);
+        // The kernel lists addresses in order, whichever network the container joined first:
+        // peers on the other network need OCHOPOD_DOCKER_IP.
+        let p = placement(&[("HOSTNAME", "web-1")], root.path()).await.unwrap();
+        assert_eq!((p.registration.ip.as_str(), p.registration.node.as_str()), ("192.0.2.2", "web-1"));
+        let p = placement(&[("HOSTNAME", "web-1"), ("OCHOPOD_DOCKER_IP", "198.51.100.2")], root.path()).await.unwrap();
+        assert_eq!(p.registration.ip, "198.51.100.2");
+        assert_eq!(p.listen, "0.0.0.0:8080".parse().unwrap());
     }
 
     async fn placement(pairs: &[(&str, &str)], root: &Path) -> Result<Placement, BindingError> {
