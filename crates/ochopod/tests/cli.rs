@@ -822,6 +822,53 @@ async fn log_follow_picks_up_pods_that_join_after_it_started() {
     assert!(notes.iter().any(|n| n == &format!("test.web #{seq}: joined")), "{notes:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_leaves_out_clusters_whose_pods_are_all_gone() {
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let mut web = start_pod(&zk, &simple_yaml("web", ""));
+    let db = start_pod(&zk, &simple_yaml("db", ""));
+    wait_settled(&[&web], 1, SETTLE).await;
+    wait_settled(&[&db], 1, SETTLE).await;
+
+    // The web pod stops: its session closes, its registration and the snapshot it published as
+    // leader go with it, and only the persistent nodes of test.web are left.
+    web.signal(nix::sys::signal::Signal::SIGTERM);
+    web.wait_exit(Duration::from_secs(30)).expect("the pod stops on SIGTERM");
+    let client = Client::connect(&zk.connect_string()).await.expect("connect");
+    wait::until("test.web to have no pod and no snapshot", Duration::from_secs(20), || async {
+        let pods = client.list_children("/ochopod/clusters/test.web/pods").await.map_err(|e| e.to_string())?;
+        let snapshot = client.check_stat("/ochopod/clusters/test.web/snapshot").await.map_err(|e| e.to_string())?;
+        if pods.is_empty() && snapshot.is_none() {
+            Ok(())
+        } else {
+            Err(format!("pods {pods:?}, snapshot {snapshot:?}"))
+        }
+    })
+    .await
+    .unwrap();
+    drop(client);
+
+    let ls = ochopod(&zk, &["ls"]);
+    assert_eq!(ls.code, Some(0), "{ls:?}");
+    assert_eq!(ls.rows(), vec![vec!["test.db", "1/1"]], "{ls:?}");
+    let js = ochopod(&zk, &["ls", "--json"]).json();
+    let listed: Vec<&str> = js["clusters"].as_array().unwrap().iter().filter_map(|c| c["cluster"].as_str()).collect();
+    assert_eq!(listed, ["test.db"]);
+
+    // --all lists it, marked.
+    let all = ochopod(&zk, &["ls", "--all"]);
+    assert_eq!(all.code, Some(0), "{all:?}");
+    assert!(
+        all.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["test.web", "0/0", "gone"]),
+        "{all:?}"
+    );
+
+    // Naming only a cluster that is gone: nothing to list, said as the other read tools say it.
+    let gone = ochopod(&zk, &["ls", "web"]);
+    assert_eq!(gone.code, Some(1), "{gone:?}");
+    assert!(gone.stderr.contains("no pods in test.web (ls --all lists it)"), "{gone:?}");
+}
+
 /// Runs `ochopod <args>` on a pseudo-terminal (util-linux `script`), so that its stdout and
 /// stderr are terminals; returns what the terminal received.
 fn on_terminal(zk: &ZkServer, args: &[&str], env: &[(&str, &str)]) -> Run {

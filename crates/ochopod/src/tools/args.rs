@@ -7,8 +7,9 @@ use clap::{Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
 pub enum Tool {
-    /// Clusters: running/total pods and the leader's status.
-    Ls(ReadArgs),
+    /// Clusters: running/total pods and the leader's status (clusters whose pods are all gone:
+    /// with --all).
+    Ls(LsArgs),
     /// Pods: cluster, seq, ip, node, process and state.
     Grep(ReadArgs),
     /// Each pod's full /info.
@@ -86,6 +87,18 @@ pub struct Targets {
 pub struct ReadArgs {
     #[command(flatten)]
     pub sel: Selection,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub sel: Selection,
+    /// Also list the clusters whose pods are all gone (no pod and no leader's snapshot left in
+    /// ZooKeeper), marked `gone`.
+    #[arg(short = 'a', long)]
+    pub all: bool,
     #[command(flatten)]
     pub common: Common,
 }
@@ -249,6 +262,14 @@ mod tests {
         assert!(parse(&["wait"]).is_err());
         let Tool::Wait(a) = parse(&["wait", "web", "--healthy"]).unwrap() else { panic!("wait") };
         assert!(a.healthy);
+    }
+
+    #[test]
+    fn ls_lists_gone_clusters_only_when_asked() {
+        let Tool::Ls(a) = parse(&["ls", "web"]).unwrap() else { panic!("ls") };
+        assert!(!a.all);
+        let Tool::Ls(a) = parse(&["ls", "-a"]).unwrap() else { panic!("ls") };
+        assert!(a.all && a.sel.clusters.is_empty());
     }
 
     #[test]

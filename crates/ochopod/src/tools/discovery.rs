@@ -113,6 +113,9 @@ pub struct Found {
     pub pods: Vec<PodEntry>,
     /// Nodes skipped (empty while a pod registers, unreadable JSON…), one line each.
     pub warnings: Vec<String>,
+    /// Matched clusters that are gone: no pod node left under `pods/` and no snapshot (the
+    /// leader's ephemeral node), only the persistent nodes a cluster leaves behind.
+    pub gone: Vec<String>,
 }
 
 /// A read-only ZooKeeper session for one tool invocation.
@@ -153,15 +156,25 @@ impl Zk {
         let clusters = match_clusters(&names, globs);
         let mut found = Found { clusters: clusters.clone(), ..Found::default() };
         for cluster in &clusters {
-            let dir = paths::pods_dir(&format!("{}/{cluster}", paths::ROOT));
+            let prefix = format!("{}/{cluster}", paths::ROOT);
+            let dir = paths::pods_dir(&prefix);
             let scan = match scan_pods(&self.client, &dir, ZK_OP_TIMEOUT).await {
                 Ok(scan) => scan,
-                Err(e) if e.is_no_node() => continue,
+                Err(e) if e.is_no_node() => {
+                    if self.is_gone(&prefix).await {
+                        found.gone.push(cluster.clone());
+                    }
+                    continue;
+                }
                 Err(e) => {
                     found.warnings.push(format!("{dir}: cannot list pods ({e})"));
                     continue;
                 }
             };
+            let left = scan.skipped.iter().filter(|s| !matches!(s.reason, SkipReason::Vanished)).count();
+            if scan.pods.is_empty() && left == 0 && self.is_gone(&prefix).await {
+                found.gone.push(cluster.clone());
+            }
             for skipped in &scan.skipped {
                 // A pod that left between the listing and the read is simply gone.
                 if !matches!(skipped.reason, SkipReason::Vanished) {
@@ -174,6 +187,13 @@ impl Zk {
         }
         found.pods.sort_by(|a, b| (&a.cluster, a.seq).cmp(&(&b.cluster, b.seq)));
         Ok(found)
+    }
+
+    /// Whether the cluster under `prefix` has no snapshot either: no leader is left to publish
+    /// one. In doubt (ZooKeeper does not say), it is not gone.
+    async fn is_gone(&self, prefix: &str) -> bool {
+        let snapshot = paths::snapshot_node(prefix);
+        matches!(timed("exists", &snapshot, ZK_OP_TIMEOUT, self.client.check_stat(&snapshot)).await, Ok(None))
     }
 
     /// Closes the session now (rather than leaving it to expire), while the runtime still runs

@@ -26,6 +26,9 @@ pub enum ToolError {
     /// what discovery had to say first: skipped nodes, seqs that matched nothing.
     #[error("no pods matched in {clusters}")]
     NoPods { clusters: String, notes: Vec<String> },
+    /// `ls` matched only clusters whose pods are all gone.
+    #[error("no pods in {} (ls --all lists {})", .0.join(" "), if .0.len() == 1 { "it" } else { "them" })]
+    Gone(Vec<String>),
     /// Some targeted pods failed, or seqs asked for matched nothing: the report names them.
     #[error("{}", report(*.targeted, .failed, .problems))]
     Pods { targeted: usize, failed: Vec<Failed>, problems: Vec<String> },
@@ -93,5 +96,11 @@ mod tests {
         assert_eq!(no_pods.message(), "no pod has seq 9 in a.b\nerror: no pods matched in a.b\n");
         let pods = ToolError::Pods { targeted: 2, failed: vec![], problems: vec!["no pod has seq 9".into()] };
         assert_eq!((pods.exit_code(), pods.message()), (1, "no pod has seq 9\n".to_string()));
+        let gone = ToolError::Gone(vec!["a.b".into()]);
+        assert_eq!((gone.exit_code(), gone.message()), (1, "error: no pods in a.b (ls --all lists it)\n".to_string()));
+        assert_eq!(
+            ToolError::Gone(vec!["a.b".into(), "a.c".into()]).to_string(),
+            "no pods in a.b a.c (ls --all lists them)"
+        );
     }
 }

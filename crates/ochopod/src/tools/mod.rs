@@ -93,7 +93,7 @@ fn run_blocking(tool: Tool) -> Result<(), ToolError> {
 async fn run(tool: Tool) -> Result<(), ToolError> {
     use reach::Query;
     match tool {
-        Tool::Ls(a) => show(&read::ls(&a.common, &a.sel.clusters, &a.sel.seq).await?, a.common.json),
+        Tool::Ls(a) => show(&read::ls(&a.common, &a.sel.clusters, &a.sel.seq, a.all).await?, a.common.json),
         Tool::Grep(a) => {
             let outcome = read::infos(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?;
             show(&read::Grep(outcome), a.common.json)

@@ -241,14 +241,18 @@ mod tests {
     fn finding_nothing_is_an_error_that_says_what() {
         let none = select(Found::default(), Query::pods(&args(&["web"]), &[])).unwrap_err();
         assert_eq!(none.to_string(), "no cluster matches web");
-        let empty =
-            || Found { clusters: args(&["t.web"]), pods: vec![], warnings: vec!["t.web/pods/x: skipped".into()] };
+        let empty = || Found {
+            clusters: args(&["t.web"]),
+            pods: vec![],
+            warnings: vec!["t.web/pods/x: skipped".into()],
+            ..Found::default()
+        };
         let no_pods = select(empty(), Query::pods(&[], &[])).unwrap_err();
         assert!(matches!(&no_pods, ToolError::NoPods { notes, .. } if notes == &["warning: t.web/pods/x: skipped"]));
         let clusters = Query { clusters_only: true, ..Query::pods(&[], &[]) };
         assert!(select(empty(), clusters).is_ok(), "ls shows clusters without pods");
         let found =
-            Found { clusters: args(&["t.web"]), pods: vec![pod("t.web", 1), pod("t.web", 2)], warnings: vec![] };
+            Found { clusters: args(&["t.web"]), pods: vec![pod("t.web", 1), pod("t.web", 2)], ..Found::default() };
         let t = select(found, Query::pods(&[], &[2, 9])).unwrap();
         assert_eq!(t.found.pods.len(), 1);
         assert_eq!(t.problems, ["no pod has seq 9 in t.web"]);

@@ -24,10 +24,23 @@ pub struct Listing {
     pub outcome: Outcome<Info>,
 }
 
-pub async fn ls(common: &Common, globs: &[String], seq: &[u64]) -> Result<Listing, ToolError> {
+/// Clusters whose pods are all gone are left out unless `all`, where they are marked; when every
+/// cluster matched is gone, there is nothing to list ([`ToolError::Gone`]).
+pub async fn ls(common: &Common, globs: &[String], seq: &[u64], all: bool) -> Result<Listing, ToolError> {
     let query = Query { clusters_only: true, ..Query::pods(globs, seq) };
-    let outcome = infos(common, query).await?;
-    let rows = views::cluster_rows(&outcome.clusters, &outcome.results);
+    let reached = reach::reach(common, query).await?;
+    let gone = reached.targeted.found.gone.clone();
+    let outcome = reached.infos(common.pod_timeout).await;
+    let mut rows = views::cluster_rows(&outcome.clusters, &outcome.results);
+    for row in &mut rows {
+        row.gone = gone.contains(&row.cluster);
+    }
+    if !all {
+        rows.retain(|r| !r.gone);
+        if rows.is_empty() && !gone.is_empty() {
+            return Err(ToolError::Gone(gone));
+        }
+    }
     Ok(Listing { rows, outcome })
 }
 

@@ -28,6 +28,10 @@ pub struct ClusterRow {
     pub unreachable: usize,
     /// Pods whose registration is invalid, so they were not asked.
     pub invalid: usize,
+    /// No pod and no leader's snapshot left (listed with `ls --all` only; absent from the JSON
+    /// of a cluster that is not gone).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gone: bool,
 }
 
 impl ClusterRow {
@@ -36,7 +40,8 @@ impl ClusterRow {
     }
 }
 
-/// Groups `/info` replies per cluster. Clusters without pods still get a row (`0/0`).
+/// Groups `/info` replies per cluster. Clusters without pods still get a row (`0/0`); `ls`
+/// marks the gone ones.
 pub fn cluster_rows(clusters: &[String], results: &[PodResult<Info>]) -> Vec<ClusterRow> {
     clusters
         .iter()
@@ -61,6 +66,7 @@ pub fn cluster_rows(clusters: &[String], results: &[PodResult<Info>]) -> Vec<Clu
                 state: leader.map(|(_, i)| i.state.clone()),
                 unreachable: mine.len() - infos.len(),
                 invalid: mine.iter().filter(|r| r.pod.invalid.is_some()).count(),
+                gone: false,
             }
         })
         .collect()
@@ -77,6 +83,7 @@ pub fn ls_table(rows: &[ClusterRow]) -> String {
         .iter()
         .map(|r| {
             let status = match r.invalid {
+                _ if r.gone => "gone".to_string(),
                 0 => r.status.clone(),
                 n => {
                     let note = format!("[{n} invalid registration{}]", if n == 1 { "" } else { "s" });
@@ -327,6 +334,9 @@ mod tests {
              t.empty  0/0\n\
              t.web    3/3  3 zk nodes\n"
         );
+        let gone = ClusterRow { gone: true, ..rows[1].clone() };
+        assert_eq!(ls_table(std::slice::from_ref(&gone)), "cluster  ok   status\nt.empty  0/0  gone\n");
+        assert_eq!(serde_json::to_value(&gone).unwrap()["gone"], true);
         let js = serde_json::to_value(&rows[2]).unwrap();
         let keys: Vec<&String> = js.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["cluster", "invalid", "leader", "running", "state", "status", "total", "unreachable"]);
