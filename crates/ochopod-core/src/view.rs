@@ -28,8 +28,40 @@ pub struct ControlPayload {
     pub epoch: Option<u64>,
 }
 
+impl ControlPayload {
+    /// Reads either shape a person may hold: the leader's payload (`pods` a map by uuid) or the
+    /// cluster view that hooks and the probe get on stdin (`pods` a list of entries with their
+    /// `key`), so that what a hook saw can be fed back to `ochopod render --cluster`.
+    pub fn from_json(text: &str) -> Result<ControlPayload, serde_json::Error> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        if value.get("pods").is_some_and(serde_json::Value::is_array) {
+            let view: ViewInput = serde_json::from_value(value)?;
+            let to_map = |entries: Vec<PodEntry>| entries.into_iter().map(|e| (e.key, e.registration)).collect();
+            return Ok(ControlPayload {
+                pods: to_map(view.pods),
+                dependencies: view.dependencies.into_iter().map(|(k, v)| (k, to_map(v))).collect(),
+                key: view.key,
+                epoch: view.epoch,
+            });
+        }
+        serde_json::from_value(value)
+    }
+}
+
+/// The parts of a serialised [`ClusterView`] that are not derived from the others.
+#[derive(Deserialize)]
+struct ViewInput {
+    #[serde(default)]
+    key: String,
+    pods: Vec<PodEntry>,
+    #[serde(default)]
+    dependencies: BTreeMap<String, Vec<PodEntry>>,
+    #[serde(default)]
+    epoch: Option<u64>,
+}
+
 /// A registration plus its key, as templates iterate it (`{% for p in pods %}{{ p.key }}`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PodEntry {
     pub key: String,
     #[serde(flatten)]
@@ -160,5 +192,15 @@ mod tests {
         let p: ControlPayload = serde_json::from_str(r#"{"pods":{},"dependencies":{},"key":"k"}"#).unwrap();
         assert_eq!(p.epoch, None);
         assert!(!serde_json::to_string(&p).unwrap().contains("epoch"));
+    }
+
+    #[test]
+    fn the_view_a_hook_sees_reads_back_as_the_payload() {
+        let payload = payload();
+        let view = ClusterView::from_payload(&payload).unwrap();
+        let text = serde_json::to_string(&view).unwrap();
+        assert_eq!(ControlPayload::from_json(&text).unwrap(), payload);
+        let raw = serde_json::to_string(&payload).unwrap();
+        assert_eq!(ControlPayload::from_json(&raw).unwrap(), payload);
     }
 }

@@ -41,7 +41,7 @@ pub fn render(args: RenderArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut payload: ControlPayload = match serde_json::from_str(&text) {
+    let mut payload = match ControlPayload::from_json(&text) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{}:{}:{}: not a cluster view: {e}", args.cluster.display(), e.line(), e.column());

@@ -338,3 +338,26 @@ async fn the_stored_hash_is_the_one_the_original_computes() {
     let out = python.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&hash), String::from_utf8_lossy(&out.stdout).trim());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_hook_reads_on_stdin_renders_the_same_with_ochopod_render() {
+    let server = ZkServer::start().expect("ZooKeeper");
+    let yaml = format!("{}hooks:\n  configured: cat > seen.json\n", simple_yaml("stdin", ""));
+    let pods: Vec<Pod> = (0..2).map(|_| start_pod(&server, &yaml)).collect();
+    wait_settled(&pods.iter().collect::<Vec<_>>(), 2, SETTLE).await;
+    let dir = pods[0].dir.path();
+    let seen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("seen.json")).unwrap()).expect("the hook read JSON");
+    assert!(seen["pods"].is_array() && seen["pods"][0]["key"].is_string(), "{seen}");
+    let out = std::process::Command::new(bin())
+        .arg("render")
+        .arg(dir.join("pod.yaml"))
+        .arg("--cluster")
+        .arg(dir.join("seen.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = String::from_utf8_lossy(&out.stdout).to_string();
+    let view = std::fs::read_to_string(dir.join("view.txt")).unwrap();
+    assert!(rendered.contains(&view), "render shows {rendered}\nthe pod has {view}");
+}
