@@ -10,9 +10,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## Install what the tests need (Debian zookeeper, iproute2, util-linux) if missing, fetch crates
+setup: ## Install what the tests need (Debian zookeeper, redis, python3, iproute2, util-linux) if missing, fetch crates
 	@missing=""; \
 	[ -f $(ZK_JAR) ] && command -v java >/dev/null || missing="$$missing zookeeper"; \
+	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing="$$missing redis-server"; \
+	command -v python3 >/dev/null || missing="$$missing python3"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v unshare >/dev/null || missing="$$missing util-linux"; \
 	if [ -n "$$missing" ]; then \
