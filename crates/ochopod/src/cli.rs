@@ -38,6 +38,17 @@ pub enum Command {
     /// Dry run: render the command, env and files of a declaration for a given cluster view,
     /// without ZooKeeper, so templates can be checked.
     Render(RenderArgs),
+    /// Run the portal: a pod (cluster `portal`) serving the tools and deploy/scale/delete over
+    /// HTTP behind a bearer token.
+    Portal(crate::portal::PortalArgs),
+    /// Deploy a cluster through a portal: validate the declaration, create the pods, return once
+    /// the cluster is formed.
+    Deploy(crate::portal::deploy::DeployArgs),
+    /// Scale a deployed cluster through a portal (down: the highest seqs first, each stopped
+    /// cleanly).
+    Scale(crate::portal::deploy::ScaleArgs),
+    /// Delete a deployed cluster through a portal: every pod and its ZooKeeper nodes.
+    Delete(crate::portal::deploy::ScaleArgs),
     /// The operator tools (ls, grep, info, log, on, off, wait…).
     #[command(flatten)]
     Tool(crate::tools::Tool),

@@ -6,6 +6,7 @@
 
 mod cli;
 mod logging;
+mod portal;
 mod render;
 mod run;
 mod tools;
@@ -25,6 +26,10 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::main(args, cli.verbose, cli.log_format),
         cli::Command::Validate(args) => render::validate(args),
         cli::Command::Render(args) => render::render(args),
+        cli::Command::Portal(args) => portal::main(args, cli.verbose, cli.log_format),
+        cli::Command::Deploy(args) => portal::deploy::deploy_main(args),
+        cli::Command::Scale(args) => portal::deploy::scale_main(args, false),
+        cli::Command::Delete(args) => portal::deploy::scale_main(args, true),
         cli::Command::Tool(tool) => tools::main(tool),
     }
 }

@@ -37,6 +37,23 @@ pub enum Tool {
     Wait(WaitArgs),
 }
 
+impl Tool {
+    /// The options every tool takes.
+    pub fn common(&self) -> &Common {
+        match self {
+            Tool::Ls(a) => &a.common,
+            Tool::Grep(a) | Tool::Info(a) | Tool::Poll(a) => &a.common,
+            Tool::Log(a) => &a.common,
+            Tool::Port(a) => &a.common,
+            Tool::On(a) | Tool::Off(a) | Tool::Kill(a) => &a.common,
+            Tool::Reset(a) => &a.common,
+            Tool::Signal(a) => &a.common,
+            Tool::Reconfigure(a) => &a.common,
+            Tool::Wait(a) => &a.common,
+        }
+    }
+}
+
 /// Options every tool takes.
 #[derive(Debug, Clone, Args)]
 pub struct Common {
@@ -56,6 +73,11 @@ pub struct Common {
     /// How long each pod may take to answer a read (`5s`, `500ms`).
     #[arg(long, default_value = "5s", value_parser = parse_duration_arg, value_name = "DURATION")]
     pub pod_timeout: Duration,
+    /// Go through this portal (`http[s]://host:port`) instead of ZooKeeper and the pods: same
+    /// output and exit codes. The token (`--token-file`, `OCHOPOD_TOKEN`) and `--ca` are then the
+    /// portal's.
+    #[arg(long, env = "OCHOPOD_PORTAL", value_name = "URL")]
+    pub portal: Option<String>,
 }
 
 /// Which pods a read command looks at.
@@ -116,6 +138,9 @@ pub struct LogArgs {
     /// Keep printing new lines (polls every second) until interrupted.
     #[arg(short = 'f', long)]
     pub follow: bool,
+    /// Whether lines are shown escaped: for stdout when unset; the portal sets its client's.
+    #[arg(skip)]
+    pub escape: Option<bool>,
     #[command(flatten)]
     pub common: Common,
 }

@@ -196,6 +196,41 @@ impl Zk {
         matches!(timed("exists", &snapshot, ZK_OP_TIMEOUT, self.client.check_stat(&snapshot)).await, Ok(None))
     }
 
+    /// The keys of the pods the cluster's leader last configured (its `snapshot`), or `None`
+    /// while no leader published one.
+    pub async fn snapshot_keys(&self, cluster: &str) -> Option<BTreeSet<String>> {
+        let node = paths::snapshot_node(&format!("{}/{cluster}", paths::ROOT));
+        let (data, _) = timed("get", &node, ZK_OP_TIMEOUT, self.client.get_data(&node)).await.ok()?;
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&data).ok()?;
+        Some(map.keys().cloned().collect())
+    }
+
+    /// Deletes `/ochopod/clusters/<cluster>` and everything under it (the portal's `delete`,
+    /// once the cluster's pods are gone). A node that a pod creates meanwhile fails the call.
+    pub async fn purge(&self, cluster: &str) -> Result<usize, String> {
+        let root = format!("{}/{cluster}", paths::ROOT);
+        let mut order = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(node) = stack.pop() {
+            match timed("list", &node, ZK_OP_TIMEOUT, self.client.list_children(&node)).await {
+                Ok(children) => stack.extend(children.into_iter().map(|c| format!("{node}/{c}"))),
+                Err(e) if e.is_no_node() => continue,
+                Err(e) => return Err(format!("cannot list {node}: {e}")),
+            }
+            order.push(node);
+        }
+        let mut deleted = 0;
+        // Children before their parents: the reverse of the order they were found in.
+        for node in order.iter().rev() {
+            match timed("delete", node, ZK_OP_TIMEOUT, self.client.delete(node, None)).await {
+                Ok(()) => deleted += 1,
+                Err(e) if e.is_no_node() => {}
+                Err(e) => return Err(format!("cannot delete {node}: {e}")),
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Closes the session now (rather than leaving it to expire), while the runtime still runs
     /// the client's background task.
     pub async fn close(self) {

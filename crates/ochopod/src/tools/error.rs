@@ -42,6 +42,12 @@ pub enum ToolError {
     /// Nobody reads stdout any more (`| head` is done): there is nothing left to say.
     #[error("stdout closed")]
     Closed,
+    /// A portal ran the tool and says how it ended: its stderr text and exit code, as they are.
+    #[error("{}", .message.trim_end().trim_start_matches("error: "))]
+    Remote { message: String, code: u8 },
+    /// The portal could not be reached, or did not answer as a portal.
+    #[error("portal {0}")]
+    Portal(String),
 }
 
 /// Bad usage: the command was not run at all.
@@ -52,14 +58,32 @@ impl ToolError {
         match self {
             ToolError::Usage(_) => USAGE,
             ToolError::Closed => 0,
+            ToolError::Remote { code, .. } => *code,
             _ => 1,
         }
     }
 
+    /// A name for the kind, in the portal's JSON errors.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ToolError::Usage(_) => "usage",
+            ToolError::ZooKeeper(_) => "zookeeper",
+            ToolError::NoCluster(_) => "no_cluster",
+            ToolError::NoPods { .. } => "no_pods",
+            ToolError::Gone(_) => "gone",
+            ToolError::Pods { .. } => "pods_failed",
+            ToolError::TimedOut(_) => "timed_out",
+            ToolError::Runtime(_) | ToolError::Output(_) | ToolError::Closed => "internal",
+            ToolError::Remote { .. } => "remote",
+            ToolError::Portal(_) => "portal",
+        }
+    }
+
     /// What stderr says: the report as it is for failed pods, `error: …` otherwise.
-    fn message(&self) -> String {
+    pub fn message(&self) -> String {
         match self {
             ToolError::Closed => String::new(),
+            ToolError::Remote { message, .. } => message.clone(),
             ToolError::Pods { .. } => self.to_string(),
             ToolError::NoPods { notes, .. } => {
                 let mut out: String = notes.iter().map(|n| format!("{n}\n")).collect();

@@ -32,17 +32,18 @@
 //! [`output`] is the only code that writes.
 
 mod args;
-mod discovery;
+pub(crate) mod discovery;
 mod drive;
-mod error;
-mod fanout;
+pub(crate) mod error;
+pub(crate) mod fanout;
 mod log;
-mod output;
-mod reach;
+pub(crate) mod output;
+pub(crate) mod reach;
 mod read;
+pub mod remote;
 mod table;
 mod views;
-mod wait;
+pub(crate) mod wait;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -68,7 +69,7 @@ pub trait Report {
 
 /// Prints a report and returns its verdict. A stdout nobody reads any more ends the output, not
 /// the verdict: the exit code still says whether every pod succeeded.
-fn show(report: &impl Report, json: bool) -> Result<(), ToolError> {
+fn show(report: &(impl Report + ?Sized), json: bool) -> Result<(), ToolError> {
     for w in report.warnings() {
         output::note_line(&format!("warning: {w}"));
     }
@@ -91,43 +92,50 @@ fn run_blocking(tool: Tool) -> Result<(), ToolError> {
 }
 
 async fn run(tool: Tool) -> Result<(), ToolError> {
-    use reach::Query;
+    if let Some(portal) = tool.common().portal.clone() {
+        return remote::run(tool, &portal).await;
+    }
     match tool {
-        Tool::Ls(a) => show(&read::ls(&a.common, &a.sel.clusters, &a.sel.seq, a.all).await?, a.common.json),
-        Tool::Grep(a) => {
-            let outcome = read::infos(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?;
-            show(&read::Grep(outcome), a.common.json)
-        }
-        Tool::Info(a) => {
-            let outcome = read::infos(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?;
-            show(&read::Infos(outcome), a.common.json)
-        }
-        Tool::Poll(a) => {
-            let outcome = read::infos(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?;
-            show(&read::Metrics(outcome), a.common.json)
-        }
-        Tool::Port(a) => {
-            let ports = read::port(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq), a.port).await?;
-            show(&ports, a.common.json)
-        }
         Tool::Log(a) if a.follow => follow(a).await,
+        Tool::Wait(a) => wait::run(a).await,
+        tool => {
+            let json = tool.common().json;
+            show(&*report(tool).await?, json)
+        }
+    }
+}
+
+/// Runs a tool and returns what it found or did: the CLI shows it, the portal serves it. `log
+/// -f` has no end, so it is no report (the portal streams it; see [`log::Follower`]); `wait`
+/// reports once it is ready or gave up, without the progress line.
+pub async fn report(tool: Tool) -> Result<Box<dyn Report>, ToolError> {
+    use reach::Query;
+    Ok(match tool {
+        Tool::Ls(a) => Box::new(read::ls(&a.common, &a.sel.clusters, &a.sel.seq, a.all).await?),
+        Tool::Grep(a) => Box::new(read::Grep(read::infos(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?)),
+        Tool::Info(a) => Box::new(read::Infos(read::infos(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?)),
+        Tool::Poll(a) => {
+            Box::new(read::Metrics(read::infos(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?))
+        }
+        Tool::Port(a) => Box::new(read::port(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq), a.port).await?),
+        Tool::Log(a) if a.follow => return Err(ToolError::Usage("log -f is a stream, not a report".into())),
         Tool::Log(a) => {
             let n = if a.all { None } else { Some(a.lines) };
             let outcome = log::fetch(&a.common, Query::pods(&a.sel.clusters, &a.sel.seq)).await?;
-            show(&log::Logs { outcome, n, escape: output::stdout_is_terminal() }, a.common.json)
+            Box::new(log::Logs { outcome, n, escape: a.escape.unwrap_or_else(output::stdout_is_terminal) })
         }
-        Tool::On(a) => show(&drive::control(&a.common, &a.targets, Task::On, a.timeout).await?, a.common.json),
-        Tool::Off(a) => show(&drive::control(&a.common, &a.targets, Task::Off, a.timeout).await?, a.common.json),
-        Tool::Kill(a) => show(&drive::control(&a.common, &a.targets, Task::Kill, a.timeout).await?, a.common.json),
-        Tool::Reset(a) => show(&drive::reset(&a.common, &a.targets).await?, a.common.json),
+        Tool::On(a) => Box::new(drive::control(&a.common, &a.targets, Task::On, a.timeout).await?),
+        Tool::Off(a) => Box::new(drive::control(&a.common, &a.targets, Task::Off, a.timeout).await?),
+        Tool::Kill(a) => Box::new(drive::control(&a.common, &a.targets, Task::Kill, a.timeout).await?),
+        Tool::Reset(a) => Box::new(drive::reset(&a.common, &a.targets).await?),
         Tool::Signal(a) => {
             let (clusters, body) = drive::signal_body(&a.args, a.data.as_deref()).map_err(ToolError::Usage)?;
             let targets = Targets { clusters, seq: a.seq, force: a.force };
-            show(&drive::signal(&a.common, &targets, body.as_ref(), a.timeout).await?, a.common.json)
+            Box::new(drive::signal(&a.common, &targets, body.as_ref(), a.timeout).await?)
         }
-        Tool::Reconfigure(a) => show(&drive::reconfigure(&a.common, &a.clusters, a.timeout).await?, a.common.json),
-        Tool::Wait(a) => wait::run(a).await,
-    }
+        Tool::Reconfigure(a) => Box::new(drive::reconfigure(&a.common, &a.clusters, a.timeout).await?),
+        Tool::Wait(a) => Box::new(wait::report(&a).await?),
+    })
 }
 
 /// `log -f`: prints the tails, then every second the lines each pod added since, until

@@ -225,6 +225,7 @@ mod tests {
             ca: None,
             json: false,
             pod_timeout: Duration::from_secs(1),
+            portal: None,
         };
         assert_eq!(token(&common), Ok(Some("s3cret".to_string())));
         std::fs::write(&path, "  \n").unwrap();

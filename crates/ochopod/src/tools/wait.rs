@@ -25,7 +25,7 @@ use super::fanout::{fan_out, printable, Failure, PodResult};
 use super::output;
 use super::reach::{pod_client, zk_target};
 use super::views::{cluster_rows, document, is_up, ClusterRow};
-use super::{Common, WaitArgs};
+use super::{show, Common, Report, WaitArgs};
 
 /// What `wait` waits for.
 #[derive(Clone, Copy, Debug)]
@@ -147,28 +147,53 @@ pub async fn run(a: WaitArgs) -> Result<(), ToolError> {
     if redraw {
         output::note("\r\x1b[2K");
     }
-    let waited = waited?;
-    let elapsed = waited.elapsed.as_secs_f64();
-    match waited.result {
-        Ok(rows) => {
-            if a.common.json {
+    show(&Ready { waited: waited?, healthy: a.healthy }, a.common.json)
+}
+
+/// What `wait` reports: the clusters once ready, or why not at the deadline.
+pub struct Ready {
+    pub waited: Waited,
+    pub healthy: bool,
+}
+
+/// `wait` without the progress line: the portal's.
+pub async fn report(a: &WaitArgs) -> Result<Ready, ToolError> {
+    let goal = Goal { globs: &a.clusters, count: a.count, timeout: a.timeout, healthy: a.healthy };
+    Ok(Ready { waited: wait(&a.common, goal, |_, _| {}).await?, healthy: a.healthy })
+}
+
+impl Report for Ready {
+    fn document(&self) -> serde_json::Value {
+        let elapsed = self.waited.elapsed.as_secs_f64();
+        let mut doc = match &self.waited.result {
+            Ok(rows) => {
                 let entries = rows.iter().map(|r| serde_json::to_value(r).unwrap_or(serde_json::Value::Null)).collect();
-                let mut doc = document("clusters", entries, &[], &[]);
-                doc["elapsed"] = json!(elapsed);
-                output::print_json(&doc)
-            } else {
-                let healthy = if a.healthy { " (healthy)" } else { "" };
-                output::print(&format!("ready after {elapsed:.1}s: {}{healthy}\n", ready_line(&rows)))
+                document("clusters", entries, &[], &[])
             }
+            Err(msg) => document("clusters", Vec::new(), &[], std::slice::from_ref(msg)),
+        };
+        doc["elapsed"] = json!(elapsed);
+        doc
+    }
+
+    fn text(&self) -> String {
+        match &self.waited.result {
+            Ok(rows) => {
+                let healthy = if self.healthy { " (healthy)" } else { "" };
+                format!("ready after {:.1}s: {}{healthy}\n", self.waited.elapsed.as_secs_f64(), ready_line(rows))
+            }
+            Err(_) => String::new(),
         }
-        Err(msg) => {
-            if a.common.json {
-                let mut doc = document("clusters", Vec::new(), &[], std::slice::from_ref(&msg));
-                doc["elapsed"] = json!(elapsed);
-                // Still a timeout when nobody reads the document.
-                let _ = output::print_json(&doc);
-            }
-            Err(ToolError::TimedOut(msg))
+    }
+
+    fn warnings(&self) -> &[String] {
+        &[]
+    }
+
+    fn verdict(&self) -> Result<(), ToolError> {
+        match &self.waited.result {
+            Ok(_) => Ok(()),
+            Err(msg) => Err(ToolError::TimedOut(msg.clone())),
         }
     }
 }

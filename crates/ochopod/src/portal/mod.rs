@@ -1,0 +1,129 @@
+//! `ochopod portal`: one endpoint that hosts the tools and deploys, scales and deletes clusters.
+//!
+//! Theory of operation: `ochopod portal` is an ochopod pod like any other (cluster `portal`,
+//! registered in ZooKeeper, listed by `ochopod ls portal`): it writes a declaration whose process
+//! is `ochopod portal --serve` with the same arguments, and runs it with `ochopod run`. The pod
+//! supervises the server (restarting it if it dies, tearing it down on SIGTERM) exactly as it
+//! supervises any process, and nothing in the pod's wiring knows about portals. The server
+//! ([`server`]) answers HTTP (HTTPS with `--tls-cert/--tls-key`) behind a bearer token:
+//! `/v1/<tool>` runs a tool with the same library function the CLI runs ([`crate::tools::report`]),
+//! `/v1/events` streams every watched pod's `/events` as one SSE stream ([`events`]), and
+//! `/v1/deploy|scale|delete|platform` drive the platform ([`deploy`], `ochopod-platform`).
+//! The portal reaches ZooKeeper (`--zk`) and the pods (their token: `--pod-token-file` or
+//! `OCHOPOD_TOKEN`; their CA: `--ca`); its clients need only the portal.
+
+pub mod deploy;
+mod events;
+mod server;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+
+use crate::cli::{LogFormat, RunArgs};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlatformKind {
+    Docker,
+    Kubernetes,
+    /// No platform: the tools only.
+    None,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct PortalArgs {
+    /// Where the API listens.
+    #[arg(long, default_value = "0.0.0.0:9000", value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The bearer token clients must send, read from this file (default: env OCHOPOD_PORTAL_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// The pods' control token, read from this file (default: env OCHOPOD_TOKEN).
+    #[arg(long, value_name = "PATH")]
+    pub pod_token_file: Option<PathBuf>,
+    /// ZooKeeper, where the pods are found (and where the portal registers).
+    #[arg(long, env = "OCHOPOD_ZK", default_value = "127.0.0.1:2181", value_name = "CONNECT")]
+    pub zk: String,
+    /// The CA that signs the pods' control certificates (`control.tls`); plain HTTP without it.
+    #[arg(long, env = "OCHOPOD_CA", value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM), and `--tls-key`.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Where `deploy` creates pods.
+    #[arg(long, value_enum, default_value_t = PlatformKind::Docker)]
+    pub platform: PlatformKind,
+    /// Docker: the network deployed containers join (the portal's own, so that it reaches them).
+    #[arg(long, value_name = "NAME")]
+    pub network: Option<String>,
+    /// A label `k=v` for every container the portal creates; it manages only those that carry
+    /// them all. Repeatable.
+    #[arg(long = "label", value_name = "K=V", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The ZooKeeper deployed pods get as `OCHOPOD_ZK` (default: `--zk`).
+    #[arg(long, value_name = "CONNECT")]
+    pub deploy_zk: Option<String>,
+    /// The portal pod's namespace.
+    #[arg(long, default_value = "local")]
+    pub namespace: String,
+    /// The portal pod's control port.
+    #[arg(long, default_value_t = 8080)]
+    pub control_port: u16,
+    /// Serve the API in this process, without the pod around it (what the pod runs).
+    #[arg(long)]
+    pub serve: bool,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected k=v, got {text:?}")),
+    }
+}
+
+impl PortalArgs {
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.labels.iter().cloned().collect()
+    }
+}
+
+pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
+    if args.serve {
+        return server::main(args);
+    }
+    // The pod: a declaration whose process is this command with --serve.
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ochopod"));
+    let mut argv: Vec<String> = vec![exe.display().to_string(), "portal".into(), "--serve".into()];
+    let mut rest = std::env::args().skip_while(|a| a != "portal").skip(1);
+    while let Some(a) = rest.next() {
+        // Verbosity and the log format are the pod's; the server logs to its stdout anyway.
+        if a == "--log-format" {
+            rest.next();
+            continue;
+        }
+        if a.starts_with("--log-format=") || (a.starts_with("-v") && a.chars().skip(1).all(|c| c == 'v')) {
+            continue;
+        }
+        argv.push(a);
+    }
+    let command = shell_words::join(&argv).replace("{{", "{{ '{{' }}").replace("{%", "{{ '{%' }}");
+    let declaration = format!(
+        "cluster: portal\nnamespace: {ns}\nport: {control}\nports: [{api}]\nprocess:\n  command: {command}\n  pipe_output: true\n",
+        ns = serde_json::to_string(&args.namespace).unwrap_or_default(),
+        control = args.control_port,
+        api = args.listen.port(),
+        command = serde_json::to_string(&command).unwrap_or_default(),
+    );
+    let dir = std::env::temp_dir().join(format!("ochopod-portal-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("pod.yaml"), &declaration)) {
+        eprintln!("ochopod portal: cannot write its declaration in {}: {e}", dir.display());
+        return ExitCode::from(1);
+    }
+    let code = crate::run::main(RunArgs { pod: dir.join("pod.yaml") }, verbose, format);
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}

@@ -1,0 +1,289 @@
+//! The portal's HTTP API: routes that translate HTTP to the tools and the platform, nothing more.
+//!
+//! Every route but `/healthz` needs `Authorization: Bearer <token>`. Answers are JSON; errors
+//! are `{"error": "...", "kind": "...", "exit_code": n, "message": "..."}` with a 4xx for bad
+//! input (what is wrong, said plainly), 404 for what does not exist (naming what does), 5xx
+//! when ZooKeeper or the platform failed.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer, ResponseError};
+use serde_json::{json, Value};
+
+use super::PortalArgs;
+use crate::tools::remote::{tool_of, ToolReply, ToolRequest, TOOLS};
+use crate::tools::{Common, ToolError};
+
+/// What every route needs.
+pub struct Portal {
+    /// The token clients present; never logged.
+    pub token: String,
+    /// ZooKeeper, the pods' token and CA: what the tools run with.
+    pub common: Common,
+    pub args: PortalArgs,
+    pub platform: Option<Arc<dyn ochopod_platform::Platform>>,
+}
+
+/// An answer that is not a tool's reply.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &str, error: impl Into<String>) -> ApiError {
+        let error = error.into();
+        let code = if status.is_client_error() { 2 } else { 1 };
+        ApiError {
+            status,
+            body: json!({"error": error, "kind": kind, "exit_code": code, "message": format!("error: {error}\n")}),
+        }
+    }
+
+    pub fn bad(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", error)
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> ApiError {
+        self.body[key] = value.into();
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.body["error"].as_str().unwrap_or("error"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(&self.body)
+    }
+}
+
+impl From<ToolError> for ApiError {
+    fn from(e: ToolError) -> ApiError {
+        let status = match &e {
+            ToolError::Usage(_) => StatusCode::BAD_REQUEST,
+            ToolError::NoCluster(_) | ToolError::NoPods { .. } | ToolError::Gone(_) => StatusCode::NOT_FOUND,
+            ToolError::ZooKeeper(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ToolError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body =
+            json!({"error": e.to_string(), "kind": e.kind(), "exit_code": e.exit_code(), "message": e.message()});
+        ApiError { status, body }
+    }
+}
+
+/// Proof that the request carried the token.
+pub struct Authorized;
+
+impl actix_web::FromRequest for Authorized {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let portal = req.app_data::<web::Data<Portal>>();
+        let presented = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        let ok = portal.is_some_and(|p| token_matches(&p.token, presented));
+        std::future::ready(if ok {
+            Ok(Authorized)
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token (Authorization: Bearer <token>)",
+            ))
+        })
+    }
+}
+
+fn token_matches(expected: &str, authorization: Option<&str>) -> bool {
+    let Some((scheme, presented)) = authorization.and_then(|v| v.trim().split_once(' ')) else { return false };
+    let (a, b) = (presented.trim().as_bytes(), expected.as_bytes());
+    // Time that depends on the lengths only.
+    scheme.eq_ignore_ascii_case("bearer")
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Parses a JSON body (an empty one is `{}`), saying what is wrong with it.
+pub fn body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("the request body is not a valid request: {e}")))
+}
+
+/// `POST /v1/<tool>`: the tool, run as the CLI runs it.
+async fn tool(
+    _: Authorized,
+    portal: web::Data<Portal>,
+    name: web::Path<String>,
+    bytes: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    if !TOOLS.contains(&name.as_str()) {
+        return Err(not_found(&format!("no tool {name:?}")));
+    }
+    let request: ToolRequest = body(&bytes)?;
+    let tool = tool_of(&name, request, portal.common.clone())?;
+    match crate::tools::report(tool).await {
+        Ok(report) => Ok(HttpResponse::Ok().json(ToolReply::of(&*report))),
+        Err(ToolError::NoCluster(globs)) => {
+            let existing = super::deploy::cluster_names(&portal.common).await.unwrap_or_default();
+            Err(ApiError::from(ToolError::NoCluster(globs)).with("clusters", existing))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_route", format!("{what}: see the routes")).with("routes", routes())
+}
+
+fn routes() -> Vec<String> {
+    let mut r: Vec<String> = TOOLS.iter().map(|t| format!("POST /v1/{t}")).collect();
+    r.extend(
+        ["GET /v1/events", "POST /v1/deploy", "POST /v1/scale", "POST /v1/delete", "GET /v1/platform", "GET /healthz"]
+            .map(String::from),
+    );
+    r
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"ok": true}))
+}
+
+async fn fallback(req: HttpRequest) -> HttpResponse {
+    not_found(&format!("no route {} {}", req.method(), req.path())).error_response()
+}
+
+/// The routes, shared by the server and the tests.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(4 << 20))
+        .app_data(
+            web::QueryConfig::default().error_handler(|e, _| ApiError::bad(format!("bad query string: {e}")).into()),
+        )
+        .route("/healthz", web::get().to(healthz))
+        .route("/v1/events", web::get().to(super::events::events))
+        .route("/v1/deploy", web::post().to(super::deploy::deploy_route))
+        .route("/v1/scale", web::post().to(super::deploy::scale_route))
+        .route("/v1/delete", web::post().to(super::deploy::delete_route))
+        .route("/v1/platform", web::get().to(super::deploy::platform_route))
+        .route("/v1/{tool}", web::post().to(tool))
+        .default_service(web::to(fallback));
+}
+
+fn read_token(args: &PortalArgs) -> Result<String, String> {
+    let token = match &args.token_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("--token-file {}: {e}", path.display()))?,
+        None => std::env::var("OCHOPOD_PORTAL_TOKEN").unwrap_or_default(),
+    };
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err("the portal needs a token for its clients: --token-file PATH or OCHOPOD_PORTAL_TOKEN".into());
+    }
+    Ok(token)
+}
+
+pub fn main(args: PortalArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let token = match read_token(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ochopod portal: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = ochopod_config::ZkTarget::parse(&args.zk) {
+        eprintln!("ochopod portal: --zk {}: {e}", args.zk);
+        return ExitCode::from(2);
+    }
+    let common = Common {
+        zk: args.zk.clone(),
+        token_file: args.pod_token_file.clone(),
+        ca: args.ca.clone(),
+        json: true,
+        pod_timeout: std::time::Duration::from_secs(5),
+        portal: None,
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let platform = match super::deploy::platform(&args).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("ochopod portal: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let listen = args.listen;
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = ochopod_config::Tls { cert: cert.clone(), key: key.clone(), ca: None };
+                match ochopod_control::tls::server_config(&tls) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        eprintln!("ochopod portal: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let portal = web::Data::new(Portal { token, common, args, platform });
+        let server = HttpServer::new(move || App::new().app_data(portal.clone()).configure(configure))
+            .workers(2)
+            .disable_signals();
+        let server = match tls {
+            Some(config) => server.bind_rustls_0_23(listen, config),
+            None => server.bind(listen),
+        };
+        let server = match server {
+            Ok(s) => s.run(),
+            Err(e) => {
+                eprintln!("ochopod portal: cannot listen on {listen}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(%listen, "portal serving");
+        let handle = server.handle();
+        let stop = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+            }
+            handle.stop(true).await;
+        };
+        tokio::select! {
+            r = server => if let Err(e) = r { eprintln!("ochopod portal: {e}"); return ExitCode::from(1); },
+            _ = stop => {},
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_bearer_token_passes() {
+        assert!(token_matches("s3cret", Some("Bearer s3cret")));
+        assert!(token_matches("s3cret", Some("bearer  s3cret ")));
+        assert!(!token_matches("s3cret", Some("Bearer s3cre")));
+        assert!(!token_matches("s3cret", Some("Basic s3cret")));
+        assert!(!token_matches("s3cret", None));
+    }
+}
