@@ -112,8 +112,9 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
     }
     let command = shell_words::join(&argv).replace("{{", "{{ '{{' }}").replace("{%", "{{ '{%' }}");
     let declaration = format!(
-        "cluster: portal\nnamespace: {ns}\nport: {control}\nports: [{api}]\nprocess:\n  command: {command}\n  pipe_output: true\n",
+        "cluster: portal\nnamespace: {ns}\nzk: {zk}\nport: {control}\nports: [{api}]\nprocess:\n  command: {command}\n  pipe_output: true\n",
         ns = serde_json::to_string(&args.namespace).unwrap_or_default(),
+        zk = serde_json::to_string(&args.zk).unwrap_or_default(),
         control = args.control_port,
         api = args.listen.port(),
         command = serde_json::to_string(&command).unwrap_or_default(),
