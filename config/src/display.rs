@@ -98,6 +98,7 @@ fn process(p: &ProcessSettings) -> Value {
         (
             "restart",
             map([
+                ("when", serde_yaml::to_value(r.when).unwrap_or(Value::Null)),
                 ("initial", dur(r.initial_delay)),
                 ("max", dur(r.max_delay)),
                 ("crashloop_after", r.crashloop_after.into()),

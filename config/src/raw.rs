@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 pub use crate::duration::Dur;
+use crate::settings::RestartWhen;
 
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +65,7 @@ pub struct RawProcess {
     pub grace: Option<Dur>,
     pub soft: Option<bool>,
     pub sanity: Option<RawSanity>,
-    pub restart: Option<RawRestart>,
+    pub restart: Option<RawRestartField>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -78,14 +79,75 @@ pub struct RawSanity {
     pub timeout: Option<Dur>,
 }
 
+/// `restart: changed` (when a running process is restarted by a round), or a mapping with
+/// `when` and the backoff after failures (`initial`, `max`, …).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRestart {
+    pub when: Option<When>,
     pub initial: Option<Dur>,
     pub max: Option<Dur>,
     pub crashloop_after: Option<u32>,
     pub reset_after: Option<Dur>,
     pub give_up_after: Option<u32>,
+}
+
+/// [`RawRestart`] as written: a word or a mapping.
+#[derive(Debug, Default)]
+pub struct RawRestartField(pub RawRestart);
+
+impl<'de> Deserialize<'de> for RawRestartField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRestartField;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`dependencies`, `always` or `changed`, or a mapping with `when` and the backoff")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRestartField, E> {
+                let when = parse_when(v).map_err(E::custom)?;
+                Ok(RawRestartField(RawRestart { when: Some(When(when)), ..Default::default() }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRestartField, A::Error> {
+                // Through yaml_serde's own MapAccess, so unknown keys keep their position.
+                RawRestart::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawRestartField)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// When a round restarts a running process: `dependencies`, `always` or `changed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct When(pub RestartWhen);
+
+pub fn parse_when(text: &str) -> Result<RestartWhen, String> {
+    match text.trim() {
+        "dependencies" => Ok(RestartWhen::Dependencies),
+        "always" => Ok(RestartWhen::Always),
+        "changed" => Ok(RestartWhen::Changed),
+        _ => Err(format!(
+            "expected `dependencies` (restart when the dependencies changed, the default), `always` (on every \
+             round, as `strict: true`) or `changed` (only when the command, its environment or a rendered file \
+             changed), got `{text}`"
+        )),
+    }
+}
+
+impl<'de> Deserialize<'de> for When {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = When;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`dependencies`, `always` or `changed`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<When, E> {
+                parse_when(v).map(When).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -326,6 +388,20 @@ mod tests {
         assert_eq!(parse_size("2 MB"), Ok(2_000_000));
         assert!(parse_size("1 parsec").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn restart_is_a_word_or_a_mapping() {
+        let r: RawRestartField = serde_yaml::from_str("changed").unwrap();
+        assert_eq!(r.0.when, Some(When(RestartWhen::Changed)));
+        let r: RawRestartField = serde_yaml::from_str("{ when: always, give_up_after: 3 }").unwrap();
+        assert_eq!((r.0.when, r.0.give_up_after), (Some(When(RestartWhen::Always)), Some(3)));
+        let r: RawRestartField = serde_yaml::from_str("{ initial: 1s }").unwrap();
+        assert_eq!(r.0.when, None);
+        let e = serde_yaml::from_str::<RawRestartField>("sometimes").unwrap_err();
+        assert!(e.to_string().contains("got `sometimes`"), "{e}");
+        let e = serde_yaml::from_str::<RawRestartField>("{ when: never }").unwrap_err();
+        assert!(e.to_string().contains("got `never`"), "{e}");
     }
 
     #[test]

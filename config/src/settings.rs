@@ -94,7 +94,8 @@ pub struct ProcessSettings {
     pub cwd: Option<PathBuf>,
     /// Values are templates.
     pub env: BTreeMap<String, String>,
-    /// Restart on every leader `on`, not only when the dependencies changed.
+    /// Restart on every leader `on`, not only when the dependencies changed (`restart.when` is
+    /// then `always`).
     pub strict: bool,
     /// `false`: configure without starting until a body-less `on`.
     pub start: bool,
@@ -135,8 +136,26 @@ pub enum SanityCheck {
     Tcp(String),
 }
 
+/// When a configuration round restarts a process that runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartWhen {
+    /// When the dependencies changed (the original's behaviour): scaling the pod's own cluster
+    /// bounces nobody.
+    #[default]
+    Dependencies,
+    /// On every round (`strict: true`).
+    Always,
+    /// Only when what the process was started with changed: its rendered command line, its
+    /// environment (`OCHOPOD_EPOCH` aside: a new leader is no new configuration) or the content
+    /// or mode of a rendered file. A dependency the templates do not use can move freely.
+    Changed,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RestartPolicy {
+    /// When a round restarts the running process (failures restart it whatever this says).
+    pub when: RestartWhen,
     /// First restart delay; later delays grow with decorrelated jitter up to `max_delay`.
     pub initial_delay: Duration,
     pub max_delay: Duration,

@@ -245,13 +245,17 @@ fn process(ctx: &Ctx, raw: RawProcess, start_override: Option<bool>) -> Result<P
         None => None,
         Some(s) => Some(sanity(ctx, &path.key("sanity"), s)?),
     };
-    let restart = restart(ctx, &path.key("restart"), raw.restart.unwrap_or_default())?;
+    let strict = raw.strict.unwrap_or(false);
+    let mut restart = restart(ctx, &path.key("restart"), raw.restart.unwrap_or_default().0, strict)?;
+    if strict {
+        restart.when = RestartWhen::Always;
+    }
     Ok(ProcessSettings {
         command,
         shell: raw.shell.unwrap_or(false),
         cwd: raw.cwd,
         env,
-        strict: raw.strict.unwrap_or(false),
+        strict,
         start: start_override.or(raw.start).unwrap_or(defaults::START),
         pipe_output: raw.pipe_output.unwrap_or(defaults::PIPE_OUTPUT),
         grace: raw.grace.map_or_else(defaults::process_grace, |d| d.0),
@@ -300,7 +304,21 @@ fn sanity(ctx: &Ctx, path: &FieldPath, raw: RawSanity) -> Result<Sanity> {
     })
 }
 
-fn restart(ctx: &Ctx, path: &FieldPath, raw: RawRestart) -> Result<RestartPolicy> {
+fn restart(ctx: &Ctx, path: &FieldPath, raw: RawRestart, strict: bool) -> Result<RestartPolicy> {
+    let when = raw.when.map(|w| w.0);
+    if strict && when.is_some_and(|w| w != RestartWhen::Always) {
+        let when = when.map_or("", |w| match w {
+            RestartWhen::Dependencies => "dependencies",
+            RestartWhen::Always => "always",
+            RestartWhen::Changed => "changed",
+        });
+        return Err(ctx.err(
+            &FieldPath::root().key("process").key("strict"),
+            format!(
+                "`strict: true` restarts the process on every round, which contradicts `restart: {when}`; keep one"
+            ),
+        ));
+    }
     let initial_delay = raw.initial.map_or_else(defaults::restart_initial, |d| d.0);
     let max_delay = raw.max.map_or_else(defaults::restart_max, |d| d.0);
     if max_delay < initial_delay {
@@ -318,6 +336,7 @@ fn restart(ctx: &Ctx, path: &FieldPath, raw: RawRestart) -> Result<RestartPolicy
         return Err(ctx.err(&path.key("crashloop_after"), "expected a number of failures of at least 1, got 0"));
     }
     Ok(RestartPolicy {
+        when: when.unwrap_or_default(),
         initial_delay,
         max_delay,
         crashloop_after,

@@ -84,6 +84,7 @@ fn process_defaults() {
             soft: false,
             sanity: None,
             restart: RestartPolicy {
+                when: RestartWhen::Dependencies,
                 initial_delay: defaults::restart_initial(),
                 max_delay: defaults::restart_max(),
                 crashloop_after: defaults::CRASHLOOP_AFTER,
@@ -410,4 +411,25 @@ fn every_duration_is_capped_at_a_day_naming_its_field() {
     );
     let s = parse("cluster: c\nzk_session_timeout: 24h\nmodel: { damper: 1d, grace: 24h }", &Env::new()).unwrap();
     assert_eq!((s.model.damper, s.model.grace), (SECS(86_400), SECS(86_400)));
+}
+
+#[test]
+fn restart_when_is_a_word_or_part_of_the_backoff_mapping_and_strict_means_always() {
+    let when = |yaml: &str| parse(yaml, &Env::new()).unwrap().process.unwrap().restart;
+    assert_eq!(when("cluster: c\nprocess: { command: run }").when, RestartWhen::Dependencies);
+    assert_eq!(when("cluster: c\nprocess: { command: run, restart: changed }").when, RestartWhen::Changed);
+    let r = when("cluster: c\nprocess:\n  command: run\n  restart: { when: changed, initial: 2s }");
+    assert_eq!((r.when, r.initial_delay), (RestartWhen::Changed, Duration::from_secs(2)));
+    assert_eq!(when("cluster: c\nprocess: { command: run, strict: true }").when, RestartWhen::Always);
+    assert_eq!(when("cluster: c\nprocess: { command: run, strict: true, restart: always }").when, RestartWhen::Always);
+    assert_eq!(
+        err("cluster: c\nprocess:\n  command: run\n  strict: true\n  restart: changed\n", &Env::new()),
+        "pod.yaml:4:11: process.strict: `strict: true` restarts the process on every round, which contradicts \
+         `restart: changed`; keep one"
+    );
+    let e = err("cluster: c\nprocess:\n  command: run\n  restart: { when: sometimes }\n", &Env::new());
+    assert!(e.starts_with("pod.yaml:4:20: process.restart.when: expected `dependencies`"), "{e}");
+    let shown =
+        to_display_yaml(&parse("cluster: c\nprocess: { command: run, restart: changed }", &Env::new()).unwrap());
+    assert!(shown.contains("when: changed"), "{shown}");
 }

@@ -51,8 +51,7 @@ pub fn build_info(identity: &Registration, dependencies: &[String], uptime: Dura
         uptime: Some((uptime.as_millis() as f64) / 1000.0),
         restarts: ex.map(|e| e.restarts),
         epoch: ex.and_then(|e| e.epoch),
-        // Not reported yet by the executor.
-        sanity: None,
+        sanity: ex.and_then(|e| e.sanity.map(Into::into)),
         probe: leader.filter(|l| l.leader).and_then(|l| l.probe.map(Into::into)),
         extra,
     }
@@ -85,6 +84,7 @@ mod tests {
                 restarts: 2,
                 metrics: json!({"lag": 1}),
                 epoch: Some(7),
+                sanity: Some("failing"),
                 ..Default::default()
             }),
             leader: Some(LeaderStatus { state: "leader".into(), status: "ok".into(), ..Default::default() }),
@@ -106,6 +106,7 @@ mod tests {
         assert_eq!(js["session"], "connected");
         assert_eq!(js["cluster"], "zk");
         assert_eq!(js["namespace"], "demo");
+        assert_eq!(js["sanity"], "failing");
     }
 
     #[test]
@@ -132,6 +133,6 @@ mod tests {
         assert_eq!(js["state"], UNKNOWN);
         assert_eq!(js["status"], "");
         assert_eq!(js["metrics"], json!({}));
-        assert!(js.get("seq").is_none() && js.get("restarts").is_none());
+        assert!(js.get("seq").is_none() && js.get("restarts").is_none() && js.get("sanity").is_none());
     }
 }

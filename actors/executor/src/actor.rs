@@ -1,10 +1,10 @@
 //! The executor actor: drives the [`Machine`] with real processes, hooks and timers.
 //!
 //! Every message becomes an [`Input`]; every [`Action`] the machine returns is performed here.
-//! Rendering, spawning and signalling are quick and synchronous, so their results go straight
-//! back to the machine; writing the rendered files (a disk, maybe a slow or blocking one),
-//! hooks, sanity checks and child exits are futures spawned on the actor's context, and timers
-//! are delayed self-notifications. The mailbox is never blocked: a command's handler parks its
+//! Spawning and signalling are quick and synchronous, so their results go straight back to the
+//! machine; rendering and writing the files (templates of bounded but real work, a disk maybe
+//! slow) run on a thread of their own, and they, hooks, sanity checks and child exits are futures
+//! spawned on the actor's context; timers are delayed self-notifications. The mailbox is never blocked: a command's handler parks its
 //! reply channel and returns at once, and the reply is sent when the machine says the command
 //! completed.
 
@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use crate::machine::{Action, HookError, HookKind, Input, JobId, Machine, Policy};
 use crate::process::{http_client, run_hook, run_sanity, signal_group, spawn_child};
-use crate::render::{render, write_files, Rendered};
+use crate::render::{changed_inputs, mask, render, write_files, Rendered};
 
 pub struct Executor {
     settings: Arc<Settings>,
@@ -45,6 +45,8 @@ pub struct Executor {
     http: Option<Result<reqwest::Client, String>>,
     /// The last successful configuration: what a spawn starts.
     rendered: Option<Rendered>,
+    /// What the current (or last) child was started with, for `restart: changed`.
+    started: Option<Rendered>,
     /// Where the child, hooks and checks run: [`Settings::run_dir`].
     cwd: Option<PathBuf>,
 }
@@ -72,6 +74,7 @@ impl Executor {
             hidden,
             http: None,
             rendered: None,
+            started: None,
             cwd,
         }
     }
@@ -138,7 +141,8 @@ impl Executor {
                 if let Some(pid) = self.machine.pid() {
                     env.insert("OCHOPOD_PID".into(), pid.to_string());
                 }
-                let shell = self.shell(&h.command, h.timeout, env).stdin(stdin);
+                // What the hook prints goes to the pod's log (stdout, `/log`) under its name.
+                let shell = self.shell(&h.command, h.timeout, env).stdin(stdin).log_output(hook.name());
                 tracing::debug!(hook = hook.name(), "running hook");
                 let fut = async move { run_hook(&shell).await };
                 let timeout_ms = h.timeout.as_millis() as u64;
@@ -158,31 +162,42 @@ impl Executor {
                 None
             }
             Action::Configure { view } => {
-                // Rendering is pure and quick; writing may block on the disk, so it goes to the
-                // blocking pool. The FIFO order holds: the machine waits for `Configured` before
-                // it runs anything else of this or any later command.
-                let rendered = match render(&self.settings, &view, &self.env) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "configuration failed");
-                        return Some(Input::Configured { result: Err(e.to_string()) });
-                    }
+                // Rendering runs templates, which may be slow (their work is bounded by
+                // `render::FUEL`), and writing may block on the disk: both happen on a thread of
+                // their own, so the actor keeps answering (`/info`, a shutdown) meanwhile. A plain
+                // thread, not the blocking pool: the runtime waits for the pool's tasks when it
+                // shuts down, and the pod must be able to exit whatever a template does. The
+                // FIFO order holds: the machine waits for `Configured` before it runs anything
+                // else of this or any later command.
+                let (tx, rx) = oneshot::channel();
+                let (settings, env) = (self.settings.clone(), self.env.clone());
+                let (epoch, index, size) = (view.epoch, view.index, view.size);
+                let work = move || {
+                    let rendered = render(&settings, &view, &env).map_err(|e| e.to_string());
+                    let written = rendered.and_then(|r| write_files(&r.files, &settings.work_dir()).map(|()| r));
+                    let _ = tx.send(written);
                 };
-                if rendered.files.is_empty() {
-                    tracing::info!(index = view.index, size = view.size, epoch = ?view.epoch, "configured");
-                    self.rendered = Some(rendered);
-                    return Some(Input::Configured { result: Ok(()) });
+                if let Err(e) = std::thread::Builder::new().name("ochopod-render".into()).spawn(work) {
+                    let error = format!("cannot start rendering: {e}");
+                    tracing::warn!(%error, "configuration failed");
+                    return Some(Input::Configured { result: Err(error) });
                 }
-                let files = rendered.files.clone();
-                let write = tokio::task::spawn_blocking(move || write_files(&files));
-                ctx.spawn(write.into_actor(self).map(move |written, act, ctx| {
-                    let result = written.unwrap_or_else(|e| Err(format!("writing the files failed: {e}")));
-                    match &result {
-                        Ok(()) => {
-                            tracing::info!(index = view.index, size = view.size, epoch = ?view.epoch, "configured");
+                ctx.spawn(rx.into_actor(self).map(move |done, act, ctx| {
+                    let result = match done {
+                        Ok(Ok(rendered)) => {
+                            tracing::info!(index, size, epoch = ?epoch, "configured");
+                            let changed = match (&act.started, act.machine.pid()) {
+                                (Some(before), Some(_)) => changed_inputs(&act.settings, before, &rendered),
+                                _ => Vec::new(),
+                            };
                             act.rendered = Some(rendered);
+                            Ok(changed)
                         }
-                        Err(e) => tracing::warn!(error = %e, "configuration failed"),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err("the rendering thread ended without an answer".to_string()),
+                    };
+                    if let Err(e) = &result {
+                        tracing::warn!(error = %e, "configuration failed");
                     }
                     act.drive(ctx, Input::Configured { result });
                 }));
@@ -229,7 +244,14 @@ impl Executor {
         match spawn_child(&rendered.argv, &rendered.env, self.cwd.as_deref(), pipe) {
             Ok((mut child, owned)) => {
                 let pid = child.id().unwrap_or(0);
-                tracing::info!(pid, argv = ?rendered.argv, "process started");
+                if self.settings.debug {
+                    tracing::info!(pid, argv = ?rendered.argv, "process started");
+                } else {
+                    // `/log` is served to anyone who reaches the control port.
+                    let argv: Vec<String> = rendered.argv.iter().map(|a| mask(a, &rendered.env)).collect();
+                    tracing::info!(pid, ?argv, "process started");
+                }
+                self.started = Some(rendered.clone());
                 let wait = async move {
                     let status = child.wait().await;
                     drop(owned);
@@ -342,6 +364,10 @@ pub struct ExecutorStatus {
     pub metrics: Value,
     /// Sanity-check failures since the pod started.
     pub sanity_failures: u64,
+    /// The sanity check right now (`ochopod_api::wire::health`): `none` when none is declared,
+    /// `pending` until a check finished since the last spawn, then `passing` or `failing` as the
+    /// last one did. `None` only in statuses built by hand (tests).
+    pub sanity: Option<&'static str>,
     /// Hooks that failed or could not run, and hooks cut by their timeout, since the pod started.
     pub hook_failures: u64,
     pub hook_timeouts: u64,

@@ -11,7 +11,10 @@
 //! takes inputs (command arrived, hook done, child exited, timer fired, sanity result) and returns
 //! actions (reply, run a hook, render, spawn, signal the group, arm a timer). [`actor`] performs
 //! them with tokio processes and actix delayed self-messages; [`render`] turns the declaration and
-//! a cluster view into argv, environment and files (minijinja, strict undefined); [`process`] runs
+//! a cluster view into argv, environment and files (minijinja, strict undefined, each template's
+//! work bounded by fuel and its output capped; rendered and written on a thread of their own so
+//! the actor never waits on a template), and says which of them changed since the child started
+//! (`restart: changed`); [`process`] runs
 //! hooks and checks and spawns the child in its own process group, on top of the shared
 //! `ochopod-proc` crate, whose reaper reaps orphaned zombies as PID 1 or as a child subreaper
 //! without stealing the exit status of the children we await.
@@ -29,7 +32,11 @@
 //! Stopping sends SIGTERM (or runs `tear_down`) to the process group, waits `grace`, then
 //! SIGKILLs the group unless `soft`; the stop is over once the child is gone and `tear_down` has
 //! ended (each hook is bounded by its own timeout; a cut one is reported as `hook_timed_out`), so
-//! `finalize` or a restart never overlaps it.
+//! `finalize` or a restart never overlaps it. A shutdown abandons a configuration still rendering.
+//!
+//! Logs: what hooks print goes to the log under their name; the logged command line has the
+//! values of environment variables masked unless `debug` is on (`/log` is served to whoever
+//! reaches the port).
 
 pub mod actor;
 pub mod machine;

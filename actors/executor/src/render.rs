@@ -6,7 +6,7 @@
 //! naming the template, not an empty string that would start a broken process.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use minijinja::value::Value as JinjaValue;
@@ -44,13 +44,52 @@ struct Renderer<'a> {
     ctx: JinjaValue,
 }
 
+/// The work one template may do: minijinja's fuel, about one unit per instruction and per 64
+/// bytes of data made, so it bounds both the time (well under a second in a release build) and
+/// the memory of a render. Real configurations use a few thousand.
+pub const FUEL: u64 = 2_000_000;
+
+/// The most one template may produce.
+pub const MAX_OUTPUT: usize = 16 << 20;
+
+/// A sink that refuses to grow past [`MAX_OUTPUT`].
+struct Bounded {
+    text: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > MAX_OUTPUT {
+            self.over = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Renderer<'_> {
     fn render(&self, name: &str, template: &str) -> Result<String, RenderError> {
-        self.jinja.render_named_str(name, template, self.ctx.clone()).map_err(|e| RenderError::Template {
+        let fail = |message: String| RenderError::Template {
             file: self.settings.source.clone(),
             name: name.to_string(),
-            message: describe(&e),
-        })
+            message,
+        };
+        let compiled = self.jinja.template_from_named_str(name, template).map_err(|e| fail(describe(&e)))?;
+        let mut out = Bounded { text: Vec::new(), over: false };
+        match compiled.render_captured_to(self.ctx.clone(), &mut out) {
+            Ok(_) => String::from_utf8(out.text).map_err(|e| fail(e.to_string())),
+            Err(_) if out.over => Err(fail(format!("rendered more than {} MiB: refused", MAX_OUTPUT >> 20))),
+            Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => Err(fail(format!(
+                "too much work: the template ran out of fuel ({FUEL} steps; its loops or data are too large)"
+            ))),
+            Err(e) => Err(fail(describe(&e))),
+        }
     }
 }
 
@@ -67,6 +106,7 @@ fn describe(e: &minijinja::Error) -> String {
 fn renderer<'a>(settings: &'a Settings, view: &ClusterView, env: &BTreeMap<String, String>) -> Renderer<'a> {
     let mut jinja = Environment::new();
     jinja.set_undefined_behavior(UndefinedBehavior::Strict);
+    jinja.set_fuel(Some(FUEL));
     if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
         jinja.set_syntax(syntax);
     }
@@ -121,7 +161,8 @@ pub fn render(
         } else {
             shell_words::split(&command).map_err(|e| RenderError::Split {
                 file: settings.source.clone(),
-                command: command.clone(),
+                // Shown in the log and to the leader: masked as `process started` is.
+                command: if settings.debug { command.clone() } else { mask(&command, &child_env) },
                 message: e.to_string(),
             })?
         };
@@ -142,22 +183,144 @@ pub fn render(
     Ok(Rendered { argv, env: child_env, files, sanity })
 }
 
+/// Variables whose values are no secret and too common to mask (`/root` in every path…).
+const PLAIN: [&str; 12] =
+    ["PATH", "HOME", "PWD", "OLDPWD", "SHELL", "TERM", "LANG", "USER", "LOGNAME", "HOSTNAME", "SHLVL", "TZ"];
+
+/// What the log may show of `text` (a rendered command line): every value of `env` in it masked
+/// as `***`, since the environment is where secrets come from and `/log` is served to anyone who
+/// reaches the control port. Values of ochopod's own variables (`OCHOPOD_*`, `ochopod_*`), of a
+/// few common ones (`PATH`, `HOME`, …) and of under 3 characters are left as they are.
+pub fn mask(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut secrets: Vec<&str> = env
+        .iter()
+        .filter(|(name, value)| {
+            !name.to_ascii_uppercase().starts_with("OCHOPOD_")
+                && !PLAIN.contains(&name.as_str())
+                && !name.starts_with("LC_")
+                && value.chars().count() >= 3
+        })
+        .map(|(_, value)| value.as_str())
+        .collect();
+    // Longest first: a value that contains another is masked whole.
+    secrets.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut shown = text.to_string();
+    for secret in secrets {
+        if shown.contains(secret) {
+            shown = shown.replace(secret, "***");
+        }
+    }
+    shown
+}
+
+/// What differs between what a process was started with (`before`) and a new configuration, as
+/// `/events` and the log name it: `command`, `env NAME` (never its value), `file PATH` (as
+/// declared; its content or mode). `OCHOPOD_EPOCH` does not count: a new leader is no new
+/// configuration.
+pub fn changed_inputs(settings: &Settings, before: &Rendered, after: &Rendered) -> Vec<String> {
+    let mut changed = Vec::new();
+    if before.argv != after.argv {
+        changed.push("command".to_string());
+    }
+    let names: std::collections::BTreeSet<&String> = before.env.keys().chain(after.env.keys()).collect();
+    for name in names {
+        if name != "OCHOPOD_EPOCH" && before.env.get(name) != after.env.get(name) {
+            changed.push(format!("env {name}"));
+        }
+    }
+    for i in 0..before.files.len().max(after.files.len()) {
+        let (old, new) = (before.files.get(i), after.files.get(i));
+        if old != new {
+            let path = settings.files.get(i).map(|f| f.path.clone());
+            let path = path.or_else(|| new.or(old).map(|f| f.0.clone())).unwrap_or_default();
+            changed.push(format!("file {}", path.display()));
+        }
+    }
+    changed
+}
+
 /// Write the rendered files (creating their folders), each through a temporary file and a rename
 /// so that a process reading its configuration never sees half of it.
-pub fn write_files(files: &[(PathBuf, String, Option<u32>)]) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
+///
+/// A file inside the pod's folder `root` (a relative `path:`; `..` is refused by validation) is
+/// never written through a symlink that leads outside it, be it a folder on the way or the file
+/// itself: such a file fails the configuration. Links that stay inside are followed.
+pub fn write_files(files: &[(PathBuf, String, Option<u32>)], root: &Path) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let root = if root.as_os_str().is_empty() { Path::new(".") } else { root };
     for (path, contents, mode) in files {
         let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
+        // `root.join(relative)`: the declaration put it inside the pod's folder.
+        let inside = path.starts_with(root) || path.is_relative();
+        if inside {
+            confine(path, root)?;
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| fail("create the folder of", e))?;
         }
+        if inside {
+            // Again, now that the folders exist: one may have been swapped for a link meanwhile.
+            confine(path, root)?;
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.ochopod-tmp"));
-        std::fs::write(&tmp, contents).map_err(|e| fail("write", e))?;
+        // A link in the way (planted, or left over) goes rather than being written through; the
+        // file is then opened without following one.
+        if std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(&tmp).map_err(|e| fail("remove the link in the way of", e))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(|e| fail("write", e))?;
+        file.write_all(contents.as_bytes()).map_err(|e| fail("write", e))?;
+        drop(file);
         if let Some(m) = mode {
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*m)).map_err(|e| fail("chmod", e))?;
         }
         std::fs::rename(&tmp, path).map_err(|e| fail("replace", e))?;
+    }
+    Ok(())
+}
+
+/// Refuse `path` (inside `root`) when a part of it that exists is a symlink leading outside
+/// `root`, or nowhere.
+fn confine(path: &Path, root: &Path) -> Result<(), String> {
+    let Ok(top) = root.canonicalize() else {
+        // No folder yet: nothing under it exists to lead anywhere.
+        return Ok(());
+    };
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    let mut at = root.to_path_buf();
+    for part in relative.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Err(_) => break,
+            Ok(m) if m.file_type().is_symlink() => match at.canonicalize() {
+                Ok(target) if target.starts_with(&top) => {}
+                Ok(target) => {
+                    return Err(format!(
+                        "refused to write {}: {} is a symlink to {}, outside the pod's folder {}",
+                        path.display(),
+                        at.display(),
+                        target.display(),
+                        top.display()
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "refused to write {}: {} is a symlink that leads nowhere ({e})",
+                        path.display(),
+                        at.display()
+                    ))
+                }
+            },
+            Ok(_) => {}
+        }
     }
     Ok(())
 }
@@ -267,8 +430,97 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/c.cfg");
-        write_files(&[(path.clone(), "x=1\n".into(), Some(0o640))]).unwrap();
+        write_files(&[(path.clone(), "x=1\n".into(), Some(0o640))], dir.path()).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x=1\n");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn a_symlink_leading_outside_the_pods_folder_is_never_written_through() {
+        let outside = tempfile::tempdir().unwrap();
+        let pod = tempfile::tempdir().unwrap();
+        let root = pod.path();
+        std::os::unix::fs::symlink(outside.path(), root.join("conf")).unwrap();
+        let e = write_files(&[(root.join("conf/x.cfg"), "x".into(), None)], root).unwrap_err();
+        assert!(e.contains("conf is a symlink to") && e.contains("outside the pod's folder"), "{e}");
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.join("file.cfg")).unwrap();
+        let e = write_files(&[(root.join("file.cfg"), "x".into(), None)], root).unwrap_err();
+        assert!(e.contains("file.cfg is a symlink"), "{e}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside");
+        // A planted temporary file is replaced, not written through.
+        std::fs::create_dir(root.join("data")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("t"), root.join("data/.y.ochopod-tmp")).unwrap();
+        write_files(&[(root.join("data/y"), "y".into(), None)], root).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("data/y")).unwrap(), "y");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside");
+        // Links inside the folder are followed; absolute files elsewhere are written as declared.
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("alias")).unwrap();
+        write_files(&[(root.join("alias/z"), "z".into(), None)], root).unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("real/z")).unwrap(), "z");
+        write_files(&[(outside.path().join("abs"), "a".into(), None)], root).unwrap();
+        assert_eq!(std::fs::read_to_string(outside.path().join("abs")).unwrap(), "a");
+    }
+
+    #[test]
+    fn templates_that_work_or_write_too_much_fail_naming_the_template() {
+        let mut s = settings(Some("probe"));
+        s.files.push(ochopod_config::FileTemplate {
+            path: "loop.txt".into(),
+            template: "{% for a in range(100000) %}{% for b in range(100000) %}{{ a }}{% endfor %}{% endfor %}".into(),
+            mode: None,
+        });
+        let started = std::time::Instant::now();
+        let e = render(&s, &view(), &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("files[0] (loop.txt)") && e.contains("ran out of fuel"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+        s.files[0].template = "{{ 'x' * 20000000 }}".into();
+        let e = render(&s, &view(), &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("files[0] (loop.txt)"), "{e}");
+        s.files[0].template = "{% for a in range(20) %}{{ 'x' * 1000000 }}{% endfor %}".into();
+        let e = render(&s, &view(), &BTreeMap::new()).unwrap_err().to_string();
+        assert!(e.contains("files[0] (loop.txt)") && e.contains("rendered more than 16 MiB"), "{e}");
+    }
+
+    #[test]
+    fn changed_inputs_name_the_command_env_and_files_but_not_the_epoch() {
+        let mut s = settings(Some("probe {{ size }}"));
+        s.files.push(ochopod_config::FileTemplate { path: "a.cfg".into(), template: "{{ index }}".into(), mode: None });
+        s.process.as_mut().unwrap().env.insert("SECRET".into(), "{{ env.S }}".into());
+        let env = BTreeMap::from([("S".to_string(), "one".to_string())]);
+        let before = render(&s, &view(), &env).unwrap();
+        let mut v = view();
+        v.epoch = Some(99);
+        assert_eq!(changed_inputs(&s, &before, &render(&s, &v, &env).unwrap()), Vec::<String>::new());
+        let env2 = BTreeMap::from([("S".to_string(), "two".to_string())]);
+        v.size = 3;
+        v.index = 0;
+        let changed = changed_inputs(&s, &before, &render(&s, &v, &env2).unwrap());
+        assert_eq!(
+            changed,
+            ["command", "env OCHOPOD_INDEX", "env OCHOPOD_SIZE", "env S", "env SECRET", "file a.cfg"],
+            "values are never shown"
+        );
+    }
+
+    #[test]
+    fn values_from_the_environment_are_masked_but_ochopods_own_and_common_ones_are_not() {
+        let env = BTreeMap::from([
+            ("DB_PASSWORD".to_string(), "hunter22".to_string()),
+            ("TOKEN".to_string(), "hunter22-and-more".to_string()),
+            ("OCHOPOD_CLUSTER".to_string(), "zookeeper".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+            ("N".to_string(), "1".to_string()),
+        ]);
+        assert_eq!(
+            mask("run --pw hunter22 --token=hunter22-and-more --cluster zookeeper /root/x -n 1", &env),
+            "run --pw *** --token=*** --cluster zookeeper /root/x -n 1"
+        );
+        let mut s = settings(Some("probe --pw '{{ env.DB_PASSWORD }}"));
+        let e = render(&s, &view(), &env).unwrap_err().to_string();
+        assert!(e.contains("--pw '***") && !e.contains("hunter22"), "{e}");
+        s.debug = true;
+        let e = render(&s, &view(), &env).unwrap_err().to_string();
+        assert!(e.contains("hunter22"), "{e}");
     }
 }

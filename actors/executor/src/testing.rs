@@ -40,6 +40,7 @@ pub fn settings(command: Option<&str>) -> Settings {
             soft: false,
             sanity: None,
             restart: RestartPolicy {
+                when: ochopod_config::RestartWhen::Dependencies,
                 initial_delay: Duration::from_millis(50),
                 max_delay: Duration::from_secs(1),
                 crashloop_after: 3,

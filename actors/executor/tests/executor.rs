@@ -201,7 +201,13 @@ fn files_env_and_command_are_rendered_from_the_cluster_view() {
         assert_eq!(start["files"]["conf/peers.cfg"], "server.9=127.0.0.2:2888\nserver.7=127.0.0.1:2888\n");
         let s = status(&addr).await;
         assert_eq!((s.configurations, s.epoch, s.process.as_str()), (1, Some(3), "running"));
-        assert!(drain(&mut rx).contains(&Event::Configured { epoch: Some(3), index: 1, size: 2 }));
+        assert!(drain(&mut rx).contains(&Event::Configured {
+            epoch: Some(3),
+            index: 1,
+            size: 2,
+            changed: vec![],
+            restart: false
+        }));
 
         // Same dependencies: the files follow the new view, the process is left alone.
         let mut p = payload(Some(4));

@@ -263,6 +263,7 @@ async fn the_probe_runs_in_process_cwd() {
         soft: false,
         sanity: None,
         restart: RestartPolicy {
+            when: ochopod_config::RestartWhen::Dependencies,
             initial_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(1),
             crashloop_after: 5,

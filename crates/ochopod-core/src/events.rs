@@ -40,8 +40,18 @@ pub enum Event {
     /// Something is wrong that the pod works around but a human should fix (an unusable
     /// dependency snapshot, …).
     Warning { message: String },
-    /// This pod accepted a configuration (`on` with a payload).
-    Configured { epoch: Option<u64>, index: usize, size: usize },
+    /// This pod accepted a configuration (`on` with a payload). `changed` names what differs from
+    /// what the running process was started with (`command`, `env NAME`, `file PATH`; empty when
+    /// nothing or no process runs), `restart` says the round restarts that process.
+    Configured {
+        epoch: Option<u64>,
+        index: usize,
+        size: usize,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        changed: Vec<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        restart: bool,
+    },
     /// A hook (`tear_down`, `finalize`…) ran past its timeout and was cut off: its whole process
     /// group was killed.
     HookTimedOut { hook: String, timeout_ms: u64 },
@@ -194,5 +204,23 @@ mod tests {
         let js = serde_json::to_value(&done).unwrap();
         let keys: Vec<&str> = js.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["duration_ms", "epoch", "error", "event", "phase", "pods"]);
+    }
+
+    #[test]
+    fn a_configuration_says_what_changed_only_when_something_did() {
+        let quiet = Event::Configured { epoch: Some(2), index: 0, size: 1, changed: vec![], restart: false };
+        let js = serde_json::to_value(&quiet).unwrap();
+        let keys: Vec<&str> = js.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["epoch", "event", "index", "size"]);
+        let changed = Event::Configured {
+            epoch: Some(2),
+            index: 0,
+            size: 1,
+            changed: vec!["file conf/a.cfg".into()],
+            restart: true,
+        };
+        let js = serde_json::to_value(&changed).unwrap();
+        assert_eq!(js["changed"], serde_json::json!(["file conf/a.cfg"]));
+        assert_eq!(js["restart"], true);
     }
 }

@@ -7,6 +7,9 @@
 //!
 //! Why the reaper: ochopod reaps orphans; a child it did not register could have its exit status
 //! taken by the reaper before tokio collects it.
+//!
+//! What the command prints is captured (bounded) and, with [`Shell::log_output`], also logged
+//! line by line as it comes (bounded too), so a hook's output reaches the pod's log.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +24,12 @@ use crate::reaper;
 
 /// The most output kept per stream; the rest is read and dropped so the command never blocks.
 pub const MAX_CAPTURE: usize = 1 << 20;
+
+/// The most of each stream that [`Shell::log_output`] logs per run; the rest is only counted.
+pub const MAX_LOGGED: usize = 64 << 10;
+
+/// The longest line [`Shell::log_output`] logs; longer ones are cut into pieces.
+pub const MAX_LOGGED_LINE: usize = 4 << 10;
 
 /// How long to wait for the killed group's leader to be collected after a timeout.
 const AFTER_KILL: Duration = Duration::from_secs(5);
@@ -39,6 +48,8 @@ pub struct Shell {
     pub env_remove: Vec<String>,
     pub cwd: Option<PathBuf>,
     pub timeout: Duration,
+    /// Send what the command prints to the log, line by line, under this name (a hook's).
+    pub log_as: Option<String>,
 }
 
 impl Shell {
@@ -50,6 +61,7 @@ impl Shell {
             env_remove: Vec::new(),
             cwd: None,
             timeout,
+            log_as: None,
         }
     }
 
@@ -70,6 +82,14 @@ impl Shell {
 
     pub fn cwd(mut self, dir: Option<impl Into<PathBuf>>) -> Self {
         self.cwd = dir.map(Into::into);
+        self
+    }
+
+    /// Log what the command prints (both streams, as it comes, line by line, at most
+    /// [`MAX_LOGGED`] bytes of each) under `name`: `hook=<name> stream=stdout|stderr`. The output
+    /// is captured as well.
+    pub fn log_output(mut self, name: impl Into<String>) -> Self {
+        self.log_as = Some(name.into());
         self
     }
 
@@ -148,8 +168,13 @@ pub async fn run_shell(shell: &Shell) -> Result<Output, ShellError> {
         }
     };
     let run = async {
-        let (_, out, err, status) =
-            tokio::join!(feed, capture(stdout, Keep::Head), capture(stderr, Keep::Tail), child.wait());
+        let log = |stream| shell.log_as.as_deref().map(|name| LineLog::new(name, stream));
+        let (_, out, err, status) = tokio::join!(
+            feed,
+            capture(stdout, Keep::Head, log("stdout")),
+            capture(stderr, Keep::Tail, log("stderr")),
+            child.wait()
+        );
         status.map(|status| Output { status, stdout: out, stderr: err })
     };
     let result = match tokio::time::timeout(shell.timeout, run).await {
@@ -175,8 +200,76 @@ enum Keep {
     Tail,
 }
 
-/// Read `stream` to EOF, keeping at most [`MAX_CAPTURE`] bytes of it.
-async fn capture(stream: Option<impl AsyncRead + Unpin>, keep: Keep) -> Vec<u8> {
+/// Logs a stream line by line as it comes (see [`Shell::log_output`]).
+struct LineLog<'a> {
+    name: &'a str,
+    stream: &'static str,
+    line: Vec<u8>,
+    logged: usize,
+    dropped: usize,
+}
+
+impl<'a> LineLog<'a> {
+    fn new(name: &'a str, stream: &'static str) -> Self {
+        LineLog { name, stream, line: Vec::new(), logged: 0, dropped: 0 }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = MAX_LOGGED_LINE - self.line.len();
+            match bytes.iter().take(room + 1).position(|b| *b == b'\n') {
+                Some(i) => {
+                    self.line.extend_from_slice(&bytes[..i]);
+                    bytes = &bytes[i + 1..];
+                    self.emit(false);
+                }
+                None if bytes.len() > room => {
+                    self.line.extend_from_slice(&bytes[..room]);
+                    bytes = &bytes[room..];
+                    self.emit(true);
+                }
+                None => {
+                    self.line.extend_from_slice(bytes);
+                    bytes = &[];
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, cut: bool) {
+        let line = std::mem::take(&mut self.line);
+        if self.logged + line.len() > MAX_LOGGED {
+            self.dropped += line.len() + 1;
+            return;
+        }
+        self.logged += line.len() + 1;
+        let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(&line)).into_owned();
+        let marker = if cut { crate::lines::CUT_MARKER } else { "" };
+        tracing::info!(target: "hook", hook = self.name, stream = self.stream, "{text}{marker}");
+    }
+}
+
+/// At EOF, or when the command is cut by its timeout: the last partial line still goes out.
+impl Drop for LineLog<'_> {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.emit(false);
+        }
+        if self.dropped > 0 {
+            tracing::info!(
+                target: "hook",
+                hook = self.name,
+                stream = self.stream,
+                "[{} more bytes not logged: at most {} KiB of a hook's output go to the log]",
+                self.dropped,
+                MAX_LOGGED >> 10
+            );
+        }
+    }
+}
+
+/// Read `stream` to EOF, keeping at most [`MAX_CAPTURE`] bytes of it, and logging it if asked.
+async fn capture(stream: Option<impl AsyncRead + Unpin>, keep: Keep, mut log: Option<LineLog<'_>>) -> Vec<u8> {
     let Some(mut stream) = stream else { return Vec::new() };
     let mut kept = Vec::new();
     let mut chunk = vec![0u8; 8192];
@@ -187,6 +280,9 @@ async fn capture(stream: Option<impl AsyncRead + Unpin>, keep: Keep) -> Vec<u8> 
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
+        if let Some(log) = log.as_mut() {
+            log.feed(&chunk[..n]);
+        }
         match keep {
             Keep::Head => {
                 let room = MAX_CAPTURE.saturating_sub(kept.len());
@@ -200,6 +296,7 @@ async fn capture(stream: Option<impl AsyncRead + Unpin>, keep: Keep) -> Vec<u8> 
             }
         }
     }
+    drop(log);
     if kept.len() > MAX_CAPTURE {
         kept.drain(..kept.len() - MAX_CAPTURE);
     }

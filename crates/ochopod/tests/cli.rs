@@ -411,6 +411,27 @@ async fn wait_healthy_also_needs_passing_sanity_checks_and_probe() {
     assert_eq!(healthy.code, Some(0), "{healthy:?}");
     assert!(healthy.stdout.contains("test.web 1/1 running") && healthy.stdout.contains("(healthy)"), "{healthy:?}");
 
+    // A real pod whose sanity check fails until `sanity.ok` exists in its folder: `/info` says
+    // `failing`, which `--healthy` waits past, while the process runs (plain `wait` is content).
+    let sanity = "  grace: 2s\n  sanity: { command: test -f sanity.ok, every: 1s, retries: 1000000 }\n";
+    let db = start_pod(&zk, &simple_yaml("db", "").replace("  grace: 2s\n", sanity));
+    wait_settled(&[&db], 1, SETTLE).await;
+    db.wait_info("the sanity check to fail", Duration::from_secs(20), |i| match i.sanity.as_deref() {
+        Some("failing") => Ok(()),
+        other => Err(format!("sanity {other:?}")),
+    })
+    .await
+    .unwrap();
+    let plain = ochopod(&zk, &["wait", "db", "-c", "1", "-t", "10s"]);
+    assert_eq!(plain.code, Some(0), "{plain:?}");
+    let unhealthy = ochopod(&zk, &["wait", "db", "-c", "1", "-t", "2s", "--healthy"]);
+    assert_eq!(unhealthy.code, Some(1), "{unhealthy:?}");
+    assert!(unhealthy.stderr.contains("test.db: sanity failing on #"), "{unhealthy:?}");
+    std::fs::write(db.dir.path().join("sanity.ok"), "").unwrap();
+    let healthy = ochopod(&zk, &["wait", "db", "-c", "1", "-t", "30s", "--healthy"]);
+    assert_eq!(healthy.code, Some(0), "{healthy:?}");
+    assert_eq!(db.info().await.unwrap().sanity.as_deref(), Some("passing"));
+
     // Pods that report their sanity check (`sanity` in /info): one fails, then passes.
     let leader = InfoPod::start(json!({"process": "running", "state": "leader", "status": "ok",
         "sanity": "passing", "probe": "passing"}));

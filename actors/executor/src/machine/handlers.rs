@@ -3,10 +3,13 @@
 
 use std::time::{Duration, Instant};
 
+use ochopod_api::wire::health;
 use ochopod_core::events::Event;
 use serde_json::{json, Value};
 
-use super::plan::{OnFail, Step, Wait};
+use ochopod_config::RestartWhen;
+
+use super::plan::{OnFail, Origin, Step, Wait};
 use super::{Action, Gen, HookError, HookKind, Machine, Proc, Sig, Timer};
 use crate::Reply;
 
@@ -34,7 +37,12 @@ impl Machine {
             Step::Start { restart, manual } => self.start(restart, manual, now, out),
             Step::Die => {
                 self.set_proc(Proc::Dead, now, out);
-                tracing::info!("the pod is dead and idles (410 to control, info and log still served)");
+                // Said only when the pod stays up dead (exit 0, `kill`); at shutdown it is leaving.
+                if self.job.as_ref().is_some_and(|j| j.origin == Origin::Shutdown) {
+                    tracing::debug!("the executor is done: the pod shuts down");
+                } else {
+                    tracing::info!("the pod is dead and idles (410 to control, info and log still served)");
+                }
             }
         }
     }
@@ -197,22 +205,69 @@ impl Machine {
         tracing::debug!(hook = hook.name(), "result of a hook nobody waits for ignored");
     }
 
-    pub(super) fn on_configured(&mut self, result: Result<(), String>, out: &mut Vec<Action>) {
+    pub(super) fn on_configured(&mut self, result: Result<Vec<String>, String>, out: &mut Vec<Action>) {
         let Some(Wait::Configure { view }) = self.waiting().cloned() else { return };
         self.resume();
         match result {
-            Ok(()) => {
+            Ok(changed) => {
                 self.configured = true;
                 self.configurations += 1;
                 if view.epoch.is_some() {
                     self.newest_epoch = view.epoch.max(self.newest_epoch);
                 }
                 self.last_dependencies = Some(view.dependencies.clone());
-                out.push(Action::Publish(Event::Configured { epoch: view.epoch, index: view.index, size: view.size }));
+                let restart = self.decide_restart(&changed);
+                out.push(Action::Publish(Event::Configured {
+                    epoch: view.epoch,
+                    index: view.index,
+                    size: view.size,
+                    changed,
+                    restart,
+                }));
                 self.last_view = Some(view);
             }
             Err(e) => self.fail(Reply::SoftFailure(format!("configuration failed: {e}")), out),
         }
+    }
+
+    /// Whether the `Start` step after this configuration restarts the running process: with
+    /// `restart: changed` that is decided here, now that the render says what `changed`; the
+    /// other policies decided when the command was planned. Logged either way with the reason.
+    fn decide_restart(&mut self, changed: &[String]) -> bool {
+        let when = self.policy.restart.when;
+        let decide_now = when == RestartWhen::Changed && !self.policy.strict;
+        let Some(Step::Start { restart, .. }) = self.job.as_mut().and_then(|j| j.steps.front_mut()) else {
+            return false;
+        };
+        if decide_now {
+            *restart = !changed.is_empty();
+        }
+        let restart = *restart;
+        if !matches!(self.proc, Proc::Running { .. }) {
+            return false;
+        }
+        let inputs = changed.join(", ");
+        match (restart, when) {
+            (true, _) if self.policy.strict => tracing::info!(changed = %inputs, "restarting the process (strict)"),
+            (true, RestartWhen::Always) => {
+                tracing::info!(changed = %inputs, "restarting the process (restart: always)")
+            }
+            (true, RestartWhen::Dependencies) => {
+                tracing::info!(changed = %inputs, "restarting the process: the dependencies changed")
+            }
+            (true, RestartWhen::Changed) => {
+                tracing::info!(changed = %inputs, "restarting the process: what it was started with changed")
+            }
+            (false, RestartWhen::Changed) => {
+                tracing::info!("the process keeps running: nothing it was started with changed")
+            }
+            (false, _) if !changed.is_empty() => tracing::info!(
+                changed = %inputs,
+                "the process keeps running (the dependencies did not change) though it was started with other inputs"
+            ),
+            (false, _) => {}
+        }
+        restart
     }
 
     pub(super) fn on_spawned(&mut self, gen: Gen, pid: u32, now: Instant, out: &mut Vec<Action>) {
@@ -221,6 +276,9 @@ impl Machine {
         }
         self.ever_spawned = true;
         self.sanity_streak = 0;
+        if self.policy.sanity.is_some() {
+            self.sanity_health = health::PENDING;
+        }
         self.set_proc(Proc::Running { gen, pid, since: now }, now, out);
         if let Some((every, _)) = self.policy.sanity {
             out.push(Action::Arm { timer: Timer::Sanity(gen), delay: every });
@@ -341,6 +399,7 @@ impl Machine {
                     out.push(Action::Publish(Event::Sanity { failures: 0, error: None }));
                 }
                 self.sanity_streak = 0;
+                self.sanity_health = health::PASSING;
                 if let Some(m) = metrics {
                     self.metrics = m;
                 }
@@ -349,6 +408,7 @@ impl Machine {
             Err(e) => {
                 self.sanity_streak += 1;
                 self.sanity_failures += 1;
+                self.sanity_health = health::FAILING;
                 tracing::warn!(failures = self.sanity_streak, retries, error = %e, "sanity check failed");
                 out.push(Action::Publish(Event::Sanity { failures: self.sanity_streak, error: Some(e) }));
                 if self.sanity_streak >= retries.max(1) {
@@ -471,7 +531,7 @@ mod tests {
         let mut t = T::new(p);
         let gen = t.configure_and_run(10);
         let (id, _) = t.send(Task::On, Some(payload(Some(2))));
-        let a = t.input(Input::Configured { result: Ok(()) });
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
         assert!(runs(&a, HookKind::TearDown), "{a:?}");
         let a = t.input(Input::Exited { gen, code: Some(0), signal: None });
         assert!(spawn_gen(&a).is_none(), "started again while tear_down runs: {a:?}");
@@ -521,6 +581,22 @@ mod tests {
     }
 
     #[test]
+    fn a_shutdown_abandons_a_configuration_still_rendering() {
+        let mut t = T::new(policy());
+        let gen = t.configure_and_run(10);
+        let (id, a) = t.send(Task::On, Some(payload(Some(2))));
+        assert!(a.iter().any(|a| matches!(a, Action::Configure { .. })), "{a:?}");
+        let a = t.input(Input::Shutdown { id: 99 });
+        assert!(matches!(reply_of(&a, id), Some(Reply::SoftFailure(m)) if m.contains("shutting down")), "{a:?}");
+        assert!(a.contains(&Action::Signal { pgid: 10, sig: Sig::Term }), "the stop starts at once: {a:?}");
+        // The render's late answer changes nothing.
+        assert!(t.input(Input::Configured { result: Ok(vec!["command".into()]) }).is_empty());
+        let a = t.input(Input::Exited { gen, code: None, signal: Some(15) });
+        assert_eq!(reply_of(&a, 99), Some(Reply::Ok(json!({}))));
+        assert_eq!(t.state(), "dead");
+    }
+
+    #[test]
     fn kill_stops_finalizes_and_dies() {
         let mut t = T::new(policy());
         let gen = t.configure_and_run(10);
@@ -534,13 +610,35 @@ mod tests {
     }
 
     #[test]
+    fn the_sanity_health_is_none_pending_passing_or_failing() {
+        let t = T::new(policy());
+        assert_eq!(t.m.status(t.now).sanity, Some("none"));
+        let mut p = policy();
+        p.sanity = Some((Duration::from_millis(100), 5));
+        let mut t = T::new(p);
+        let sanity = |t: &T| t.m.status(t.now).sanity.unwrap();
+        let gen = t.configure_and_run(10);
+        assert_eq!(sanity(&t), "pending");
+        t.input(Input::SanityDone { gen, result: Err("refused".into()) });
+        assert_eq!(sanity(&t), "failing");
+        t.input(Input::SanityDone { gen, result: Ok(None) });
+        assert_eq!(sanity(&t), "passing");
+        // A new child has not been checked yet.
+        t.input(Input::Exited { gen, code: Some(1), signal: None });
+        let a = t.input(Input::TimerFired(Timer::Restart(gen)));
+        let gen = spawn_gen(&a).unwrap();
+        t.input(Input::Spawned { gen, pid: 11 });
+        assert_eq!(sanity(&t), "pending");
+    }
+
+    #[test]
     fn failed_sanity_checks_turn_the_process_off_after_the_retries() {
         let mut p = policy();
         p.sanity = Some((Duration::from_millis(100), 2));
         let mut t = T::new(p);
         let (_, a) = t.send(Task::On, Some(payload(None)));
         assert!(!a.iter().any(|a| matches!(a, Action::RunSanity { .. })));
-        let a = t.input(Input::Configured { result: Ok(()) });
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
         let gen = spawn_gen(&a).unwrap();
         let a = t.input(Input::Spawned { gen, pid: 10 });
         assert!(a.contains(&Action::Arm { timer: Timer::Sanity(gen), delay: Duration::from_millis(100) }));

@@ -31,6 +31,7 @@ mod vocabulary;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
+use ochopod_api::wire::health;
 use ochopod_core::events::Event;
 use ochopod_core::ClusterView;
 use rand::rngs::StdRng;
@@ -91,6 +92,8 @@ pub struct Machine {
     restarts: u64,
     sanity_streak: u32,
     sanity_failures: u64,
+    /// The sanity check right now, as `/info` shows it (`ochopod_api::wire::health`).
+    sanity_health: &'static str,
     /// Hooks that failed (or could not run), and hooks cut by their timeout.
     hook_failures: u64,
     hook_timeouts: u64,
@@ -102,6 +105,7 @@ pub struct Machine {
 impl Machine {
     pub fn new(policy: Policy, seed: u64) -> Self {
         let backoff = Backoff::new(policy.restart.initial_delay, policy.restart.max_delay);
+        let sanity_health = if policy.sanity.is_some() { health::PENDING } else { health::NONE };
         Machine {
             policy,
             rng: StdRng::seed_from_u64(seed),
@@ -121,6 +125,7 @@ impl Machine {
             restarts: 0,
             sanity_streak: 0,
             sanity_failures: 0,
+            sanity_health,
             hook_failures: 0,
             hook_timeouts: 0,
             metrics: json!({}),
@@ -174,6 +179,7 @@ impl Machine {
             restarts: self.restarts,
             metrics: self.metrics.clone(),
             sanity_failures: self.sanity_failures,
+            sanity: Some(self.sanity_health),
             hook_failures: self.hook_failures,
             hook_timeouts: self.hook_timeouts,
             epoch: self.newest_epoch,
@@ -210,14 +216,21 @@ impl Machine {
                 waiting: None,
                 reply: Reply::Ok(json!({})),
             }),
-            // The pod is going away: nothing queued behind should run first.
-            Input::Shutdown { id } => self.queue.push_front(Job {
-                id: Some(id),
-                origin: Origin::Shutdown,
-                steps: VecDeque::new(),
-                waiting: None,
-                reply: Reply::Ok(json!({})),
-            }),
+            // The pod is going away: nothing queued behind should run first, and a configuration
+            // still rendering is abandoned (a template may take its time; the shutdown may not).
+            Input::Shutdown { id } => {
+                if matches!(self.waiting(), Some(plan::Wait::Configure { .. })) {
+                    tracing::warn!("the pod is shutting down: the configuration being rendered is abandoned");
+                    self.fail(Reply::SoftFailure("the pod is shutting down: configuration abandoned".into()), &mut out);
+                }
+                self.queue.push_front(Job {
+                    id: Some(id),
+                    origin: Origin::Shutdown,
+                    steps: VecDeque::new(),
+                    waiting: None,
+                    reply: Reply::Ok(json!({})),
+                })
+            }
             Input::HookDone { hook, result } => self.on_hook_done(hook, result, &mut out),
             Input::Configured { result } => self.on_configured(result, &mut out),
             Input::Spawned { gen, pid } => self.on_spawned(gen, pid, now, &mut out),

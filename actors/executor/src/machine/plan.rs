@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use ochopod_api::Task;
+use ochopod_config::RestartWhen;
 use ochopod_core::{ClusterView, ControlPayload};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -215,9 +216,15 @@ impl Machine {
                                 self.initialized = true;
                             }
                         }
-                        let changed = self.last_dependencies.as_ref() != Some(&view.dependencies);
+                        // With `restart: changed` the render decides (see `on_configured`).
+                        let restart = match self.policy.restart.when {
+                            _ if self.policy.strict => true,
+                            RestartWhen::Always => true,
+                            RestartWhen::Dependencies => self.last_dependencies.as_ref() != Some(&view.dependencies),
+                            RestartWhen::Changed => false,
+                        };
                         steps.push_back(Step::Configure { view });
-                        steps.push_back(Step::Start { restart: self.policy.strict || changed, manual: false });
+                        steps.push_back(Step::Start { restart, manual: false });
                     }
                     None if !self.configured => {
                         return Err(Reply::SoftFailure(
@@ -332,7 +339,7 @@ mod tests {
         let mut t = T::new(p);
         t.configure_and_run(10);
         let (id, _) = t.send(Task::On, Some(payload(Some(5))));
-        let a = t.input(Input::Configured { result: Ok(()) });
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
         assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
         let before = t.m.status(t.now);
         for task in [Task::Check, Task::On, Task::Off, Task::Ok, Task::Kill] {
@@ -359,7 +366,7 @@ mod tests {
         assert_eq!(t.m.status(t.now).epoch, None, "raised by a failed on");
         let (id, a) = t.send(Task::On, Some(payload(Some(3))));
         assert!(a.iter().any(|a| matches!(a, Action::Configure { .. })), "an older epoch is fine: {a:?}");
-        t.input(Input::Configured { result: Ok(()) });
+        t.input(Input::Configured { result: Ok(vec![]) });
         assert_eq!(t.m.status(t.now).epoch, Some(3));
         let a = t.input(Input::Spawned { gen: 1, pid: 10 });
         assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
@@ -416,13 +423,13 @@ mod tests {
         let mut t = T::new(policy());
         t.configure_and_run(10);
         let (id, a) = t.send(Task::On, Some(payload(Some(5))));
-        t.input(Input::Configured { result: Ok(()) });
+        t.input(Input::Configured { result: Ok(vec![]) });
         assert!(reply_of(&a, id).is_none());
         let (id, a) = t.send(Task::On, Some(payload(Some(3))));
         assert_eq!(reply_of(&a, id), Some(Reply::StaleEpoch { epoch: 3, newest: 5 }));
         let (id, a) = t.send(Task::On, Some(payload(None)));
         assert!(a.iter().any(|a| matches!(a, Action::Configure { .. })), "no epoch (an original leader) is accepted");
-        let a2 = t.input(Input::Configured { result: Ok(()) });
+        let a2 = t.input(Input::Configured { result: Ok(vec![]) });
         assert_eq!(reply_of(&a2, id), Some(Reply::Ok(json!({}))));
         assert_eq!(t.m.status(t.now).epoch, Some(5));
     }
@@ -432,14 +439,14 @@ mod tests {
         let mut t = T::new(policy());
         t.configure_and_run(10);
         let (id, _) = t.send(Task::On, Some(payload(Some(2))));
-        let a = t.input(Input::Configured { result: Ok(()) });
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
         assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
         assert!(!a.iter().any(|a| matches!(a, Action::Signal { .. } | Action::Spawn { .. })), "{a:?}");
 
         let mut changed = payload(Some(3));
         changed["dependencies"]["zookeeper"] = json!({});
         let (id, _) = t.send(Task::On, Some(changed));
-        let a = t.input(Input::Configured { result: Ok(()) });
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
         assert!(a.contains(&Action::Signal { pgid: 10, sig: Sig::Term }), "{a:?}");
         let a = t.input(Input::Exited { gen: 1, code: None, signal: Some(15) });
         let gen = spawn_gen(&a).unwrap();
@@ -452,8 +459,52 @@ mod tests {
         let mut t = T::new(p);
         t.configure_and_run(10);
         t.send(Task::On, Some(payload(Some(2))));
-        let a = t.input(Input::Configured { result: Ok(()) });
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
         assert!(a.contains(&Action::Signal { pgid: 10, sig: Sig::Term }), "strict restarts: {a:?}");
+    }
+
+    #[test]
+    fn with_restart_changed_only_a_changed_input_restarts_never_a_dependency_alone() {
+        let mut p = policy();
+        p.restart.when = RestartWhen::Changed;
+        let mut t = T::new(p);
+        t.configure_and_run(10);
+        let configured = |a: &[Action]| {
+            a.iter()
+                .find_map(|a| match a {
+                    Action::Publish(Event::Configured { changed, restart, .. }) => Some((changed.clone(), *restart)),
+                    _ => None,
+                })
+                .expect("a configured event")
+        };
+        // A dependency moved, but nothing the process was started with changed.
+        let mut moved = payload(Some(2));
+        moved["dependencies"]["zookeeper"] = json!({});
+        let (id, _) = t.send(Task::On, Some(moved.clone()));
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
+        assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+        assert!(!a.iter().any(|a| matches!(a, Action::Signal { .. } | Action::Spawn { .. })), "{a:?}");
+        assert_eq!(configured(&a), (vec![], false));
+
+        // The same view, but a rendered file differs: restart, and say which input.
+        let (id, _) = t.send(Task::On, Some(moved));
+        let a = t.input(Input::Configured { result: Ok(vec!["file conf/a.cfg".into()]) });
+        assert!(a.contains(&Action::Signal { pgid: 10, sig: Sig::Term }), "{a:?}");
+        assert_eq!(configured(&a), (vec!["file conf/a.cfg".to_string()], true));
+        let a = t.input(Input::Exited { gen: 1, code: None, signal: Some(15) });
+        let gen = spawn_gen(&a).unwrap();
+        let a = t.input(Input::Spawned { gen, pid: 11 });
+        assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
+
+        // Today's default restarts on the moved dependency and reports the inputs too.
+        let mut t = T::new(policy());
+        t.configure_and_run(10);
+        let mut moved = payload(Some(2));
+        moved["dependencies"]["zookeeper"] = json!({});
+        t.send(Task::On, Some(moved));
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
+        assert!(a.contains(&Action::Signal { pgid: 10, sig: Sig::Term }), "{a:?}");
+        assert_eq!(configured(&a), (vec![], true));
     }
 
     #[test]
@@ -462,7 +513,7 @@ mod tests {
         p.start = false;
         let mut t = T::new(p);
         let (id, _) = t.send(Task::On, Some(payload(None)));
-        let a = t.input(Input::Configured { result: Ok(()) });
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
         assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
         assert!(spawn_gen(&a).is_none());
         assert_eq!(t.state(), "stopped");
@@ -491,7 +542,7 @@ mod tests {
         let mut t = T::new(p);
         t.send(Task::On, Some(payload(None)));
         t.input(Input::HookDone { hook: HookKind::Initialize, result: Ok(String::new()) });
-        let a = t.input(Input::Configured { result: Ok(()) });
+        let a = t.input(Input::Configured { result: Ok(vec![]) });
         let gen = spawn_gen(&a).unwrap();
         t.input(Input::Spawned { gen, pid: 4 });
         let (_, a) = t.send(Task::On, Some(payload(None)));
@@ -537,7 +588,7 @@ mod tests {
         for epoch in 1..=2 {
             let (id, a) = t.send(Task::On, Some(payload(Some(epoch))));
             assert!(matches!(&a[..], [Action::Configure { .. }]));
-            let a = t.input(Input::Configured { result: Ok(()) });
+            let a = t.input(Input::Configured { result: Ok(vec![]) });
             assert_eq!(reply_of(&a, id), Some(Reply::Ok(json!({}))));
             assert!(spawn_gen(&a).is_none());
         }

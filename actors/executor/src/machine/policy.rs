@@ -75,6 +75,7 @@ impl Policy {
                 soft: false,
                 grace: Duration::ZERO,
                 restart: RestartPolicy {
+                    when: ochopod_config::RestartWhen::Dependencies,
                     initial_delay: Duration::ZERO,
                     max_delay: Duration::ZERO,
                     crashloop_after: 0,

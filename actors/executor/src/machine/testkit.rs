@@ -18,6 +18,7 @@ pub(crate) fn policy() -> Policy {
         soft: false,
         grace: Duration::from_millis(300),
         restart: RestartPolicy {
+            when: ochopod_config::RestartWhen::Dependencies,
             initial_delay: Duration::from_millis(50),
             max_delay: Duration::from_secs(2),
             crashloop_after: 3,
@@ -57,7 +58,7 @@ impl T {
     pub(crate) fn configure_and_run(&mut self, pid: u32) -> Gen {
         let (id, a) = self.send(Task::On, Some(payload(Some(1))));
         assert!(a.iter().any(|a| matches!(a, Action::Configure { .. })), "{a:?}");
-        let a = self.input(Input::Configured { result: Ok(()) });
+        let a = self.input(Input::Configured { result: Ok(vec![]) });
         let gen = spawn_gen(&a).expect("spawn");
         let a = self.input(Input::Spawned { gen, pid });
         assert!(a.contains(&Action::Reply { id, reply: Reply::Ok(json!({})) }), "{a:?}");

@@ -69,9 +69,11 @@ pub enum Input {
         hook: HookKind,
         result: Result<String, HookError>,
     },
-    /// Rendering and writing the files of a [`Action::Configure`] finished.
+    /// Rendering and writing the files of a [`Action::Configure`] finished: `Ok` with what differs
+    /// from what the running process was started with (`command`, `env NAME`, `file PATH`; empty
+    /// when nothing does or no process runs).
     Configured {
-        result: Result<(), String>,
+        result: Result<Vec<String>, String>,
     },
     Spawned {
         gen: Gen,
