@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use futures::future::join_all;
 use ochopod_api::{Info, PodClient};
 use ochopod_core::paths;
 use zookeeper_client as zk;
@@ -31,9 +32,12 @@ pub async fn settled_now(
     addresses: &[String],
     size: usize,
 ) -> Result<Settled, String> {
+    // Every pod at once (DESIGN.md §8 polls them in parallel): one look at 200 pods costs one
+    // round trip, not 200, so the time measured is the cluster's, not the poller's.
+    let replies = join_all(addresses.iter().map(|a| http.info(a, Duration::from_secs(3)))).await;
     let mut infos = Vec::with_capacity(addresses.len());
-    for address in addresses {
-        let info = http.info(address, Duration::from_secs(3)).await.map_err(|e| e.to_string())?;
+    for (address, reply) in addresses.iter().zip(replies) {
+        let info = reply.map_err(|e| format!("{address}: {e}"))?;
         if info.process != "running" {
             return Err(format!("{address} process {}", info.process));
         }
