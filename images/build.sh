@@ -7,6 +7,7 @@
 #   ochopod-zookeeper     examples/zookeeper-ensemble/Dockerfile   } each example's own
 #   ochopod-watcher       examples/dependent/Dockerfile            } Dockerfile, with the
 #   ochopod-sidecar       examples/sidecar/Dockerfile              } example's folder as context
+#   ochopod-portal        examples/portal/Dockerfile               } (the portal: FROM ochopod:latest)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -59,6 +60,10 @@ for pair in zookeeper-ensemble:ochopod-zookeeper dependent:ochopod-watcher sidec
   build --build-arg BASE="$base" --build-arg OCHOPOD=ochopod:latest -t "$name:latest" "examples/$dir" &
   pids+=($!)
 done
+# The portal is ochopod:latest with another entrypoint: no base, no build argument but the image.
+step "ochopod-portal:latest from examples/portal/Dockerfile"
+build --build-arg OCHOPOD=ochopod:latest -t ochopod-portal:latest examples/portal &
+pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done
 # Rebuilds leave the previous images untagged: drop ours.
 docker image prune -f --filter label=org.ochopod.image=1 >/dev/null

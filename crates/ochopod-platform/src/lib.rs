@@ -11,9 +11,11 @@
 //!
 //! - [`docker::Docker`]: the Docker Engine API over its unix socket (bollard). Real: containers
 //!   are created, started, stopped cleanly (SIGTERM, the grace) and removed.
-//! - [`kubernetes`]: the objects a deploy needs (ConfigMap, headless Service, StatefulSet with
-//!   the downward API), generated offline; there is no Kubernetes API client in this build, so
-//!   its [`Platform`] calls say so instead of pretending.
+//! - [`kubernetes::Kubernetes`]: the Kubernetes API through kube-rs. A cluster is a ConfigMap (the
+//!   declaration), a headless Service and a StatefulSet whose pods get the downward API, built
+//!   with k8s-openapi's types; scaled through the `scale` subresource, deleted in the
+//!   foreground. Tested against [`kubernetes::fake`], a fake API server on loopback: no real
+//!   cluster ran here.
 
 pub mod docker;
 pub mod kubernetes;

@@ -1,6 +1,8 @@
 //! The portal on the Docker engine: the ZooKeeper-ensemble example deployed through the portal
 //! with 3 containers, scaled to 5 (the ensemble answers `srvr`: 1 leader, 4 followers), scaled
-//! back to 3 (the highest seqs went), then deleted: no container, no ZooKeeper node left.
+//! back to 3 (the highest seqs went), then deleted: no container, no ZooKeeper node left. Before
+//! that, a bad declaration creates nothing, and a deploy that cannot form in time removes what
+//! it created.
 //!
 //! The portal runs on the host (`ochopod portal --platform docker`, the host CLI's binary), with
 //! the test's network and labels: every container it creates carries the test's label, so the
@@ -153,6 +155,17 @@ async fn the_ensemble_deployed_scaled_and_deleted_through_the_portal() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bad.yaml:4:3"), "{err}");
     assert!(members(&run).is_empty());
+
+    // A deploy that cannot form in time (1 s: the example's damper alone is 2 s) removes its
+    // containers and its ZooKeeper nodes, and says so.
+    let (code, out, err) = portal_cli(&url, &["deploy", EXAMPLE, "--image", ZOOKEEPER, "-n", "3", "-t", "1s"]);
+    assert_eq!(code, 1, "a deploy that did not form: {out}{err}\n{}", show_log());
+    assert!(err.contains("deploy of demo.zookeeper failed: not formed after 1s"), "{err}");
+    assert!(err.contains("removed its 3 members and its ZooKeeper nodes"), "{err}");
+    assert!(members(&run).is_empty(), "containers left: {:?}", members(&run));
+    let (code, _, err) = portal_cli(&url, &["ls", "--all", "demo.zookeeper"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no cluster matches demo.zookeeper"), "ZooKeeper nodes left: {err}");
 
     let (code, out, err) = portal_cli(&url, &["deploy", EXAMPLE, "--image", ZOOKEEPER, "-n", "3", "-t", "180s"]);
     assert_eq!(code, 0, "deploy: {out}{err}\n{}", show_log());

@@ -32,7 +32,11 @@ use crate::tools::{Common, ToolError};
 pub async fn platform(args: &PortalArgs) -> Result<Option<Arc<dyn Platform>>, String> {
     Ok(match args.platform {
         PlatformKind::None => None,
-        PlatformKind::Kubernetes => Some(Arc::new(ochopod_platform::kubernetes::Kubernetes)),
+        PlatformKind::Kubernetes => {
+            // The namespace is the kubeconfig context's, or the portal pod's own (service account).
+            let config = ochopod_platform::kubernetes::Config { namespace: None, labels: args.labels() };
+            Some(Arc::new(ochopod_platform::kubernetes::Kubernetes::connect(config).await.map_err(|e| e.to_string())?))
+        }
         PlatformKind::Docker => {
             let config = ochopod_platform::docker::Config { network: args.network.clone(), labels: args.labels() };
             Some(Arc::new(ochopod_platform::docker::Docker::connect(config).await.map_err(|e| e.to_string())?))
