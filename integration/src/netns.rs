@@ -79,6 +79,12 @@ impl Netns {
         ip(&["link", "set", &self.host_if, "down"]).expect("cut the link");
     }
 
+    /// Take the namespace's own end down: inside, the network is gone at once (connects fail
+    /// with ENETUNREACH), as when a container is disconnected from its network.
+    pub fn unplug(&self) {
+        ip(&["netns", "exec", &self.name, "ip", "link", "set", &self.ns_if, "down"]).expect("unplug the namespace");
+    }
+
     pub fn heal(&self) {
         ip(&["link", "set", &self.host_if, "up"]).expect("heal the link");
     }
