@@ -11,21 +11,26 @@ use ochopod_core::view::Pods;
 use ochopod_core::Registration;
 use serde_json::{json, Value};
 
-fn python_hash(snapshots: &Value) -> String {
-    let script = "import sys, json, hashlib\n\
-                  s = json.load(sys.stdin)\n\
-                  d = hashlib.md5(json.dumps(s, sort_keys=True).encode()).digest()\n\
-                  print(':'.join('%02x' % b for b in d))";
+/// Runs `script` with `python3`, `input` on its stdin; its stdout.
+fn python(script: &str, input: &str) -> String {
     let mut child = Command::new("python3")
         .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 is needed to check hash compatibility with the original: apt-get install python3");
-    child.stdin.take().unwrap().write_all(snapshots.to_string().as_bytes()).unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "python3 failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn python_hash(snapshots: &Value) -> String {
+    let script = "import sys, json, hashlib\n\
+                  s = json.load(sys.stdin)\n\
+                  d = hashlib.md5(json.dumps(s, sort_keys=True).encode()).digest()\n\
+                  print(':'.join('%02x' % b for b in d))";
+    python(script, &snapshots.to_string()).trim().to_string()
 }
 
 fn registration(ip: &str, seq: u64, extra: Value) -> Registration {
@@ -78,13 +83,5 @@ fn the_hash_is_the_originals() {
 fn python_json_is_byte_for_byte_json_dumps() {
     let value = json!({"k": "é😀\u{7f}\\/\u{8}\u{c}", "n": [1, -2, 0], "e": {}, "l": []});
     let script = "import sys, json\nsys.stdout.write(json.dumps(json.load(sys.stdin), sort_keys=True))";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed to check hash compatibility with the original: apt-get install python3");
-    child.stdin.take().unwrap().write_all(value.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(python_json(&value), String::from_utf8(out.stdout).unwrap());
+    assert_eq!(python_json(&value), python(script, &value.to_string()));
 }

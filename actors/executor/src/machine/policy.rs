@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use ochopod_config::{RestartPolicy, Settings};
-use rand::Rng;
 
 use super::HookKind;
 
@@ -89,33 +88,8 @@ impl Policy {
     }
 }
 
-/// Decorrelated-jitter backoff: `sleep = min(max, rand(initial, prev × 3))`, `prev` starting at
-/// `initial`. Spreads restarts of many pods apart while still growing quickly.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    prev: Duration,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        Backoff { initial, max, prev: initial }
-    }
-
-    pub fn next(&mut self, rng: &mut impl Rng) -> Duration {
-        let lo = self.initial.as_micros() as u64;
-        let hi = (self.prev.as_micros() as u64).saturating_mul(3);
-        let pick = if hi > lo { rng.random_range(lo..=hi) } else { lo };
-        let delay = Duration::from_micros(pick).min(self.max.max(self.initial));
-        self.prev = delay;
-        delay
-    }
-
-    pub fn reset(&mut self) {
-        self.prev = self.initial;
-    }
-}
+/// The restart delay: decorrelated jitter, shared with the leader's failed-round retries.
+pub use ochopod_core::backoff::Backoff;
 
 #[cfg(test)]
 mod tests {
