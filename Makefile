@@ -5,7 +5,7 @@ ZK_JAR := /usr/share/java/zookeeper.jar
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build demo test image e2e lint fmt bench soak clean
+.PHONY: help setup build demo test image e2e lint fmt bench reliability soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,9 +50,16 @@ lint: ## fmt check + clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: setup ## Benchmarks against a real ZooKeeper; writes bench/results.md
+bench: setup ## Benchmarks against a real ZooKeeper, scale included (about 4 min on 2 cores); writes bench/results.md; exits 1 when a target is missed
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p ochopod-integration --bin ochopod-bench -- --out bench/results.md
+
+reliability: setup build ## Fault tests that write their measured bounds into bench/reliability.md
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  OCHOPOD_WRITE_BENCH=1 $(CARGO) nextest run -p ochopod --test faults --test chaos; \
+	else \
+	  OCHOPOD_WRITE_BENCH=1 $(CARGO) test -p ochopod --test faults --test chaos; \
+	fi
 
 soak: setup build ## Churn run (random kills and joins) for SOAK_SECS seconds (default 600), then check convergence
 	OCHOPOD_CHURN_SECS=$${SOAK_SECS:-600} $(CARGO) test -p ochopod --test chaos churn -- --nocapture
