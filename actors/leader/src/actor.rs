@@ -157,7 +157,6 @@ impl Leader {
         }
     }
 
-
     /// Leaves out registrations that cannot be used safely (see `Registration::validate`): one
     /// bad node must not abort every round, and its `ip` must never reach a URL or a peer's file.
     fn admit(&mut self, pods: Pods) -> Pods {
@@ -337,6 +336,7 @@ impl Leader {
             error: None,
             failure: None,
             code: None,
+            reason: Some(plan.reason.clone()),
         });
         let fence = ZkFence { client: client.clone(), lock_path: lead.lock.path.clone(), active: lead.active.clone() };
         let (control, lock, prefix) = (self.pods.clone(), lead.lock.clone(), self.prefix.clone());
@@ -755,6 +755,7 @@ impl Handler<RoundDone> for Leader {
                     error: None,
                     failure: None,
                     code: None,
+                    reason: None,
                 });
                 lead.last_payload =
                     Some(self_payload(&self.key, outcome.configured.clone(), msg.dependencies, lead.epoch));
@@ -778,6 +779,7 @@ impl Handler<RoundDone> for Leader {
                     error: Some(error.clone()),
                     failure: Some(failure.kind()),
                     code: None,
+                    reason: None,
                 });
                 let lock = lead.lock.clone();
                 let Some(client) = self.client() else { return };
@@ -812,6 +814,7 @@ impl Leader {
             error: Some(error.clone()),
             failure: Some(failure.kind()),
             code: failure.code(),
+            reason: None,
         });
         let decision = lead.planner.round_finished(RoundResult::Failed { error: error.clone() }, Instant::now());
         if let Decision::Arm(at) = decision {

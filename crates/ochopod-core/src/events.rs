@@ -36,6 +36,10 @@ pub enum Event {
         failure: Option<RoundFailureKind>,
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
+        /// Why the round started (`cluster changed`, `reconfiguration requested`, …), on
+        /// `started` only.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// Something is wrong that the pod works around but a human should fix (an unusable
     /// dependency snapshot, …).
@@ -184,6 +188,7 @@ mod tests {
             error: Some("pod a (x): answered 406".into()),
             failure: Some(RoundFailureKind::Refused),
             code: Some(406),
+            reason: None,
         };
         let js = serde_json::to_value(&failed).unwrap();
         assert_eq!(js["failure"], "refused");
@@ -200,10 +205,22 @@ mod tests {
             error: None,
             failure: None,
             code: None,
+            reason: None,
         };
         let js = serde_json::to_value(&done).unwrap();
         let keys: Vec<&str> = js.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys, ["duration_ms", "epoch", "error", "event", "phase", "pods"]);
+        let started = Event::Round {
+            phase: "started".into(),
+            epoch: 4,
+            pods: 2,
+            duration_ms: None,
+            error: None,
+            failure: None,
+            code: None,
+            reason: Some("reconfiguration requested".into()),
+        };
+        assert_eq!(serde_json::to_value(&started).unwrap()["reason"], "reconfiguration requested");
     }
 
     #[test]

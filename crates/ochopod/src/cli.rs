@@ -49,6 +49,9 @@ pub enum Command {
     Scale(crate::portal::deploy::ScaleArgs),
     /// Delete a deployed cluster through a portal: every pod and its ZooKeeper nodes.
     Delete(crate::portal::deploy::ScaleArgs),
+    /// Serve the live dashboard on a workstation (the page `ochopod portal` serves at `/`),
+    /// reading ZooKeeper and the pods directly; actions only with a token.
+    Dashboard(crate::portal::dashboard::DashboardArgs),
     /// The operator tools (ls, grep, info, log, on, off, wait…).
     #[command(flatten)]
     Tool(crate::tools::Tool),

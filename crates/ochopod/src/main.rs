@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         cli::Command::Deploy(args) => portal::deploy::deploy_main(args),
         cli::Command::Scale(args) => portal::deploy::scale_main(args, false),
         cli::Command::Delete(args) => portal::deploy::scale_main(args, true),
+        cli::Command::Dashboard(args) => portal::dashboard::main(args),
         cli::Command::Tool(tool) => tools::main(tool),
     }
 }

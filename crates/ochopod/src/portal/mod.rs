@@ -8,10 +8,12 @@
 //! ([`server`]) answers HTTP (HTTPS with `--tls-cert/--tls-key`) behind a bearer token:
 //! `/v1/<tool>` runs a tool with the same library function the CLI runs ([`crate::tools::report`]),
 //! `/v1/events` streams every watched pod's `/events` as one SSE stream ([`events`]), and
-//! `/v1/deploy|scale|delete|platform` drive the platform ([`deploy`], `ochopod-platform`).
+//! `/v1/deploy|scale|delete|platform` drive the platform ([`deploy`], `ochopod-platform`), and
+//! `/` is the live dashboard ([`dashboard`]), also served alone by `ochopod dashboard`.
 //! The portal reaches ZooKeeper (`--zk`) and the pods (their token: `--pod-token-file` or
 //! `OCHOPOD_TOKEN`; their CA: `--ca`); its clients need only the portal.
 
+pub mod dashboard;
 pub mod deploy;
 mod events;
 mod server;

@@ -106,7 +106,11 @@ impl actix_web::FromRequest for Authorized {
     }
 }
 
-fn token_matches(expected: &str, authorization: Option<&str>) -> bool {
+/// No token expected (a read-only `ochopod dashboard`) matches nothing.
+pub(super) fn token_matches(expected: &str, authorization: Option<&str>) -> bool {
+    if expected.is_empty() {
+        return false;
+    }
     let Some((scheme, presented)) = authorization.and_then(|v| v.trim().split_once(' ')) else { return false };
     let (a, b) = (presented.trim().as_bytes(), expected.as_bytes());
     // Time that depends on the lengths only.
@@ -153,8 +157,19 @@ fn not_found(what: &str) -> ApiError {
 fn routes() -> Vec<String> {
     let mut r: Vec<String> = TOOLS.iter().map(|t| format!("POST /v1/{t}")).collect();
     r.extend(
-        ["GET /v1/events", "POST /v1/deploy", "POST /v1/scale", "POST /v1/delete", "GET /v1/platform", "GET /healthz"]
-            .map(String::from),
+        [
+            "GET /v1/events",
+            "POST /v1/deploy",
+            "POST /v1/scale",
+            "POST /v1/delete",
+            "GET /v1/platform",
+            "GET /healthz",
+            "GET / (the dashboard)",
+            "GET /v1/dashboard",
+            "GET /v1/dashboard/events",
+            "GET /v1/dashboard/log",
+        ]
+        .map(String::from),
     );
     r
 }
@@ -179,6 +194,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/scale", web::post().to(super::deploy::scale_route))
         .route("/v1/delete", web::post().to(super::deploy::delete_route))
         .route("/v1/platform", web::get().to(super::deploy::platform_route))
+        .configure(super::dashboard::configure)
         .route("/v1/{tool}", web::post().to(tool))
         .default_service(web::to(fallback));
 }
@@ -285,5 +301,7 @@ mod tests {
         assert!(!token_matches("s3cret", Some("Bearer s3cre")));
         assert!(!token_matches("s3cret", Some("Basic s3cret")));
         assert!(!token_matches("s3cret", None));
+        assert!(!token_matches("", Some("Bearer ")));
+        assert!(!token_matches("", Some("Bearer")));
     }
 }

@@ -205,6 +205,14 @@ impl Zk {
         Some(map.keys().cloned().collect())
     }
 
+    /// The cluster's hash (what its leader last configured) and when it was last written (unix
+    /// milliseconds), or `None` while no round completed.
+    pub async fn hash(&self, cluster: &str) -> Option<(String, i64)> {
+        let node = paths::hash_node(&format!("{}/{cluster}", paths::ROOT));
+        let (data, stat) = timed("get", &node, ZK_OP_TIMEOUT, self.client.get_data(&node)).await.ok()?;
+        Some((String::from_utf8_lossy(&data).into_owned(), stat.mtime))
+    }
+
     /// Deletes `/ochopod/clusters/<cluster>` and everything under it (the portal's `delete`,
     /// once the cluster's pods are gone). A node that a pod creates meanwhile fails the call.
     pub async fn purge(&self, cluster: &str) -> Result<usize, String> {

@@ -42,7 +42,7 @@ pub(crate) mod reach;
 mod read;
 pub mod remote;
 mod table;
-mod views;
+pub(crate) mod views;
 pub(crate) mod wait;
 
 use std::process::ExitCode;
