@@ -44,26 +44,18 @@ fn zk_address(zk: &Container, net: &Net) -> String {
     format!("{}:2181", zk.ip(net))
 }
 
-fn assert_no_zombies(pods: &[&Pod]) {
-    for p in pods {
-        let z = p.c.zombies();
-        assert!(z.is_empty(), "{}: zombies {z:?}\n{:?}", p.c.name, p.c.processes());
-    }
-}
-
 async fn no_zombies(pods: &[&Pod]) {
     until("no zombie in any pod", Duration::from_secs(5), || async {
         for p in pods {
             let z = p.c.zombies();
             if !z.is_empty() {
-                return Err(format!("{}: {z:?}", p.c.name));
+                return Err(format!("{}: zombies {z:?}\n{:?}", p.c.name, p.c.processes()));
             }
         }
         Ok(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_no_zombies(pods);
 }
 
 /// `srvr`'s `Mode:` of the ZooKeeper server in a pod.
@@ -173,7 +165,8 @@ async fn ensemble_forms_and_scales_from_3_to_5() {
     eprintln!("5 servers healthy in {:?}", t.elapsed());
     let got = zk_cli(&pods[4].c, "get /e2e").unwrap();
     assert!(got.lines().any(|l| l.trim() == "survived"), "a new member reads the znode: {got}");
-    assert_no_zombies(&pods.iter().collect::<Vec<_>>());
+    // A check or the probe may have exited a moment ago: PID 1 must reap it, not at once.
+    no_zombies(&pods.iter().collect::<Vec<_>>()).await;
 }
 
 /// Scenario 2: Marathon-style remapping. Each pod's control and web ports are published on free
