@@ -513,8 +513,9 @@ mod tests {
             decision = p.damper_elapsed(t);
         }
         assert!(delays.iter().all(|d| *d >= RETRY_INITIAL && *d <= RETRY_MAX), "{delays:?}");
+        // Decorrelated jitter may stay low by chance; what it guarantees is a floor per retry.
         let total: Duration = delays.iter().sum();
-        assert!(total >= Duration::from_secs(10), "12 failures in a row take a while, not 12 spins: {delays:?}");
+        assert!(total >= RETRY_INITIAL * 12, "12 failures in a row take a while, not 12 spins: {delays:?}");
         assert_eq!(p.failures().0, 12);
         let done = RoundResult::Done { configured: pods(&["a"]), dropped: vec![], hash: hash_of(&pods(&["a"])) };
         round_plan(decision);
