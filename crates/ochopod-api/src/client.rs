@@ -295,6 +295,94 @@ impl PodClient {
     }
 }
 
+/// A connection to a pod opened by [`PodClient::open`]: plain TCP, or TLS verified as every
+/// request of that client is. For exchanges the caller speaks itself, such as a stream
+/// (`/events`) that the whole-reply calls cannot read.
+pub enum PodStream {
+    Tcp(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// What both kinds of [`PodStream`] are.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+impl PodStream {
+    fn io(self: std::pin::Pin<&mut Self>) -> std::pin::Pin<&mut dyn Io> {
+        match self.get_mut() {
+            PodStream::Tcp(s) => std::pin::Pin::new(s),
+            PodStream::Tls(s) => std::pin::Pin::new(s.as_mut()),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for PodStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.io().poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for PodStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.io().poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.io().poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.io().poll_shutdown(cx)
+    }
+}
+
+impl PodClient {
+    /// A connection to `address` (TLS, verified against this client's roots, when it was built
+    /// with [`PodClient::with_tls`]), within `timeout`. The caller writes the request, with
+    /// [`PodClient::token`], and reads the reply itself.
+    pub async fn open(&self, address: &str, timeout: Duration) -> Result<PodStream, ClientError> {
+        let unreachable = |source| ClientError::Unreachable { address: address.to_string(), source };
+        let opened = async {
+            match &self.transport {
+                Transport::Http(_) => {
+                    let tcp = tokio::net::TcpStream::connect(address)
+                        .await
+                        .map_err(|e| unreachable(TransportError::new("connect", e)))?;
+                    let _ = tcp.set_nodelay(true);
+                    Ok(PodStream::Tcp(tcp))
+                }
+                Transport::Https(https) => {
+                    Ok(PodStream::Tls(Box::new(https.connect(address).await.map_err(unreachable)?)))
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, opened).await {
+            Ok(stream) => stream,
+            Err(_) => Err(ClientError::Timeout { address: address.to_string(), timeout }),
+        }
+    }
+
+    /// The bearer token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
 fn classify(address: &str, timeout: Duration, e: reqwest::Error) -> ClientError {
     if e.is_timeout() {
         return ClientError::Timeout { address: address.to_string(), timeout };

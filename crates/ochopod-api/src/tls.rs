@@ -107,11 +107,7 @@ impl Https {
         body: Option<Vec<u8>>,
         limit: usize,
     ) -> Result<(u16, Bytes), HttpsError> {
-        let name = server_name(address)?;
-        let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| TransportError::new("connect", e))?;
-        // Requests are small and answered at once; Nagle would only add latency.
-        let _ = tcp.set_nodelay(true);
-        let tls = self.connector.connect(name, tcp).await.map_err(|e| TransportError::new("TLS handshake", e))?;
+        let tls = self.connect(address).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| TransportError::new("HTTP", e))?;
@@ -146,6 +142,20 @@ impl Https {
         // Dropping the driver (here or on an early return) closes the connection.
         drop(driver);
         Ok((code, bytes.into_bytes()))
+    }
+}
+
+impl Https {
+    /// A TCP connection to `address` with the TLS handshake done and the peer verified.
+    pub(crate) async fn connect(
+        &self,
+        address: &str,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, TransportError> {
+        let name = server_name(address)?;
+        let tcp = tokio::net::TcpStream::connect(address).await.map_err(|e| TransportError::new("connect", e))?;
+        // Requests are small and answered at once; Nagle would only add latency.
+        let _ = tcp.set_nodelay(true);
+        self.connector.connect(name, tcp).await.map_err(|e| TransportError::new("TLS handshake", e))
     }
 }
 
