@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## Install what the tests need (Debian zookeeper, redis, python3, iproute2, util-linux, chromium) if missing, fetch crates
+setup: ## Install what the tests need (Debian zookeeper, etcd-server, protobuf-compiler, redis, python3, iproute2, util-linux, chromium) if missing, fetch crates
 	@missing=""; \
 	[ -f $(ZK_JAR) ] && command -v java >/dev/null || missing="$$missing zookeeper"; \
 	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing="$$missing redis-server"; \
@@ -18,6 +18,8 @@ setup: ## Install what the tests need (Debian zookeeper, redis, python3, iproute
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v unshare >/dev/null || missing="$$missing util-linux"; \
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || missing="$$missing chromium chromium-driver"; \
+	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
+	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
@@ -52,7 +54,8 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 bench: setup ## Benchmarks against a real ZooKeeper, scale included (about 4 min on 2 cores); writes bench/results.md; exits 1 when a target is missed
-	$(CARGO) build --release --workspace --bins
+	$(CARGO) build --release --workspace --bins --exclude ochopod
+	CARGO=$(CARGO) bash images/release.sh
 	$(CARGO) run --release -p ochopod-integration --bin ochopod-bench -- --out bench/results.md
 
 reliability: setup build ## Fault tests that write their measured bounds into bench/reliability.md

@@ -96,6 +96,16 @@ impl Settings {
                 None => {}
             }
         }
+        // etcd credentials likewise: the URL is passed on without them, or dropped unparsed.
+        if let Some(value) = vars.get(crate::etcd::ENV) {
+            match crate::etcd::EtcdTarget::parse(value) {
+                Ok(target) => {
+                    vars.insert(crate::etcd::ENV.to_string(), target.redacted());
+                }
+                Err(_) if value.contains('@') => hidden.push(crate::etcd::ENV.to_string()),
+                Err(_) => {}
+            }
+        }
         for name in &hidden {
             vars.remove(name);
         }
@@ -190,6 +200,38 @@ mod tests {
         assert_eq!(e.vars.get("ochopod_zk"), None);
         assert_eq!(e.hidden, vec!["ochopod_zk".to_string()]);
         assert_eq!(e.vars["OCHOPOD_ZK"], "zk1:2181");
+    }
+
+    #[test]
+    fn etcd_credentials_never_reach_the_pod_env() {
+        let s = settings("cluster: c", &[]);
+        let e = s.pod_env(&env(&[("OCHOPOD_ETCD", "etcd://root:pa55@e1:2379,e2:2379/p")]));
+        assert_eq!(e.vars["OCHOPOD_ETCD"], "etcd://e1:2379,e2:2379/p");
+        let e = s.pod_env(&env(&[("OCHOPOD_ETCD", "etcd://root:pa55@e1")]));
+        assert_eq!(e.vars.get("OCHOPOD_ETCD"), None);
+        assert_eq!(e.hidden, vec!["OCHOPOD_ETCD".to_string()]);
+    }
+
+    #[test]
+    fn coordination_comes_from_the_env_then_the_declaration_with_positions() {
+        let load = |yaml: &str, env_pairs: &[(&str, &str)]| {
+            crate::parse_str_with_coordination(Path::new("pod.yaml"), yaml, &env(env_pairs)).map(|(_, c)| c)
+        };
+        assert_eq!(load("cluster: c", &[]).unwrap(), crate::Coordination::ZooKeeper);
+        let crate::Coordination::Etcd(e) = load("cluster: c\ncoordination: etcd://h:2379/x", &[]).unwrap() else {
+            panic!("etcd expected")
+        };
+        assert_eq!((e.target.prefix.as_str(), e.lease_ttl), ("/x", std::time::Duration::from_secs(15)));
+        let crate::Coordination::Etcd(e) =
+            load("cluster: c\ncoordination: etcd://h:2379/x", &[("OCHOPOD_ETCD", "etcd://g:1")]).unwrap()
+        else {
+            panic!("etcd expected")
+        };
+        assert_eq!(e.target.endpoints, ["g:1"]);
+        let err = load("cluster: c\ncoordination: zk://h:2181", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("pod.yaml:2:15: coordination: expected `etcd://"), "{err}");
+        let err = load("cluster: c", &[("OCHOPOD_ETCD", "nope")]).unwrap_err().to_string();
+        assert!(err.starts_with("env OCHOPOD_ETCD: coordination:"), "{err}");
     }
 
     #[test]

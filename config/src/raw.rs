@@ -21,6 +21,8 @@ pub struct RawPod {
     pub ports: Option<Vec<Port>>,
     pub zk: Option<String>,
     pub zk_session_timeout: Option<Dur>,
+    /// `etcd://…` to coordinate through etcd instead of ZooKeeper.
+    pub coordination: Option<String>,
     pub binding: Option<String>,
     pub debug: Option<bool>,
     pub application: Option<String>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::duration::{format_duration, Dur};
 use crate::env::Overrides;
 use crate::error::{suggest, ConfigError};
+use crate::etcd::{Coordination, EtcdSettings, EtcdTarget};
 use crate::locate::{locate, FieldPath};
 use crate::raw::*;
 use crate::settings::*;
@@ -59,7 +60,7 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn validate(source: &Path, text: &str, raw: RawPod, env: &Env) -> Result<Settings> {
+pub(crate) fn validate(source: &Path, text: &str, mut raw: RawPod, env: &Env) -> Result<(Settings, Coordination)> {
     let ctx = Ctx {
         file: source.display().to_string(),
         text,
@@ -112,6 +113,8 @@ pub(crate) fn validate(source: &Path, text: &str, raw: RawPod, env: &Env) -> Res
         ZkSettings { target, session_timeout }
     };
 
+    let coordination = coordination(&ctx, raw.coordination.take(), zk.session_timeout)?;
+
     let binding = if ov.local {
         BindingKind::Local
     } else {
@@ -131,7 +134,7 @@ pub(crate) fn validate(source: &Path, text: &str, raw: RawPod, env: &Env) -> Res
     let mut warnings = Vec::new();
     let control = control(&ctx, raw.control.unwrap_or_default(), &mut warnings)?;
 
-    Ok(Settings {
+    let settings = Settings {
         source: source.to_path_buf(),
         cluster,
         namespace,
@@ -148,7 +151,21 @@ pub(crate) fn validate(source: &Path, text: &str, raw: RawPod, env: &Env) -> Res
         hooks,
         control,
         warnings,
-    })
+    };
+    Ok((settings, coordination))
+}
+
+/// `OCHOPOD_ETCD` (non-empty) wins over `coordination:`; neither means ZooKeeper. The lease
+/// lives as long as a ZooKeeper session would (`zk_session_timeout`).
+fn coordination(ctx: &Ctx, raw: Option<String>, lease_ttl: Duration) -> Result<Coordination> {
+    let target = match ctx.env.get(crate::etcd::ENV).filter(|v| !v.trim().is_empty()) {
+        Some(v) => EtcdTarget::parse(v).map_err(|m| ConfigError::env(crate::etcd::ENV, "coordination", m))?,
+        None => match raw {
+            None => return Ok(Coordination::ZooKeeper),
+            Some(text) => EtcdTarget::parse(&text).map_err(|m| ctx.err(&FieldPath::root().key("coordination"), m))?,
+        },
+    };
+    Ok(Coordination::Etcd(EtcdSettings { target, lease_ttl }))
 }
 
 /// Cluster names are one token; namespaces may be several joined by dots (`my-app.staging`),

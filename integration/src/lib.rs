@@ -1,6 +1,7 @@
 //! The test harness: real things only.
 //!
-//! Theory of operation: [`zk::ZkServer`] starts a real ZooKeeper (the Debian package's jar) on a
+//! Theory of operation: [`zk::ZkServer`] (and [`etcd::EtcdCluster`], one or three members of
+//! Debian's etcd) starts a real ZooKeeper (the Debian package's jar) on a
 //! free loopback port with its data in a temp dir, waits until it serves requests, and stops it by
 //! pid when dropped. [`pods`] starts real `ochopod` binaries on claimed ports and talks to them
 //! over their control API. [`settle`] is the one definition of a settled cluster (DESIGN.md §8)
@@ -15,6 +16,7 @@
 //! hand tests the freshly built `ochopod` binary (`CARGO_BIN_EXE_ochopod`), so a test can never
 //! run a stale one.
 
+pub mod etcd;
 pub mod netns;
 pub mod pods;
 pub mod ports;

@@ -19,15 +19,15 @@ use ochopod_core::events::{Event, EventBus, RoundFailureKind};
 use ochopod_core::hash::state_hash;
 use ochopod_core::view::Pods;
 use ochopod_core::{paths, ClusterView, ControlPayload};
-use ochopod_session::SessionEvent;
+use ochopod_session::{Link, SessionEvent};
 use serde::Serialize;
-use zookeeper_client::Client;
 
+use crate::coord::{self, CoordError, CoordFence};
 use crate::election::LockData;
 use crate::plan::{Decision, Planner, RoundPlan, RoundResult};
 use crate::probe;
 use crate::round::{self, RoundError, RoundInput, RoundOutcome};
-use crate::zk::{self, ElectionEvent, LockNode, Takeover, ZkError, ZkFence};
+use crate::zk::{ElectionEvent, LockNode, Takeover};
 
 /// How long `Shutdown` waits for the deletion of our lock node.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -39,7 +39,7 @@ pub struct Leader {
     address: String,
     pods: PodClient,
     events: EventBus,
-    /// `/ochopod/clusters/<ns>.<cluster>`.
+    /// `/ochopod/clusters/<ns>.<cluster>` (ZooKeeper), set again by each session's backend.
     prefix: String,
     dependencies: Vec<Dependency>,
     session: Option<SessionCtx>,
@@ -63,7 +63,7 @@ pub struct Leader {
 
 struct SessionCtx {
     generation: u64,
-    client: Client,
+    client: Link,
     connected: bool,
 }
 
@@ -180,7 +180,7 @@ impl Leader {
         admitted
     }
 
-    fn client(&self) -> Option<Client> {
+    fn client(&self) -> Option<Link> {
         self.session.as_ref().filter(|s| s.connected).map(|s| s.client.clone())
     }
 
@@ -207,10 +207,14 @@ impl Leader {
         let (addr, token) = (ctx.address(), self.token);
         let data =
             serde_json::to_vec(&LockData { key: self.key.clone(), address: self.address.clone() }).unwrap_or_default();
-        let coordinator = paths::coordinator_dir(&self.prefix);
-        let work = zk::contend(client, coordinator, self.contender.clone(), data, self.lock.clone(), move |event| {
-            addr.do_send(Election { token, event })
-        });
+        let work = coord::contend(
+            client,
+            self.prefix.clone(),
+            self.contender.clone(),
+            data,
+            self.lock.clone(),
+            move |event| addr.do_send(Election { token, event }),
+        );
         self.spawn(work);
     }
 
@@ -237,9 +241,9 @@ impl Leader {
         let (c, prefix, a) = (client.clone(), self.prefix.clone(), addr.clone());
         self.spawn(async move {
             loop {
-                match zk::take_over(&c, &lock, &prefix).await {
+                match coord::take_over(&c, &lock, &prefix).await {
                     Ok(found) => return a.do_send(Observed { token, what: Observation::TookOver(found) }),
-                    Err(zk::ZkError::Fenced { .. }) => return a.do_send(Observed { token, what: Observation::Fenced }),
+                    Err(e) if e.is_fenced() => return a.do_send(Observed { token, what: Observation::Fenced }),
                     Err(e) => {
                         tracing::warn!(error = %e, "reading the stored hash and snapshot: retrying");
                         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -248,12 +252,12 @@ impl Leader {
             }
         });
         let a = addr.clone();
-        self.spawn(zk::watch_local(client.clone(), paths::pods_dir(&self.prefix), move |pods| {
+        self.spawn(coord::watch_local(client.clone(), self.prefix.clone(), move |pods| {
             a.do_send(Observed { token, what: Observation::Local(pods) })
         }));
         for dependency in self.dependencies.clone() {
             let (a, entry) = (addr.clone(), dependency.entry().to_string());
-            self.spawn(zk::watch_dependency(client.clone(), dependency, move |read| {
+            self.spawn(coord::watch_dependency(client.clone(), dependency, move |read| {
                 a.do_send(Observed { token, what: Observation::Dependency(entry.clone(), read) })
             }));
         }
@@ -308,7 +312,7 @@ impl Leader {
         let (Some(client), Some(lead)) = (self.client(), self.lead.as_mut()) else { return };
         let (addr, token, lock, prefix) = (ctx.address(), self.token, lead.lock.clone(), self.prefix.clone());
         lead.publishing = Some(AbortOnDrop(tokio::spawn(async move {
-            let result = zk::publish(&client, &lock, &prefix, &pods, None).await.map(|_| pods);
+            let result = coord::publish(&client, &lock, &prefix, &pods, None).await.map(|_| pods);
             addr.do_send(Published { token, result });
         })));
     }
@@ -338,7 +342,7 @@ impl Leader {
             code: None,
             reason: Some(plan.reason.clone()),
         });
-        let fence = ZkFence { client: client.clone(), lock_path: lead.lock.path.clone(), active: lead.active.clone() };
+        let fence = CoordFence::new(&client, &lead.lock, lead.active.clone());
         let (control, lock, prefix) = (self.pods.clone(), lead.lock.clone(), self.prefix.clone());
         let (addr, token) = (ctx.address(), self.token);
         let dependencies = input.dependencies.clone();
@@ -355,7 +359,7 @@ impl Leader {
                 };
                 // The last step of the round, fenced like the others (and by the transaction).
                 let hash = state_hash(&outcome.configured, &input.dependencies);
-                zk::publish(&client, &lock, &prefix, &outcome.configured, Some(&hash))
+                coord::publish(&client, &lock, &prefix, &outcome.configured, Some(&hash))
                     .await
                     .map_err(RoundFailure::Zk)?;
                 Ok((outcome, hash))
@@ -459,6 +463,7 @@ impl Handler<SessionEvent> for Leader {
                 self.stop_work(ctx, "new session");
                 self.lock = None;
                 self.contender = uuid::Uuid::new_v4().simple().to_string();
+                self.prefix = client.cluster_prefix(&self.settings.namespace, &self.settings.cluster);
                 self.session = Some(SessionCtx { generation, client, connected: true });
                 self.contend(ctx);
             }
@@ -510,10 +515,10 @@ impl Handler<Reconfigure> for Leader {
             return Box::pin(async { Ok(()) });
         }
         let client = self.client();
-        let coordinator = paths::coordinator_dir(&self.prefix);
+        let prefix = self.prefix.clone();
         Box::pin(async move {
             let leader = match client {
-                Some(c) => zk::leader_address(&c, &coordinator).await,
+                Some(c) => coord::leader_address(&c, &prefix).await,
                 None => None,
             };
             Err(NotLeader { leader })
@@ -573,7 +578,9 @@ impl Handler<Shutdown> for Leader {
             // Deleting our node hands the lock over at once, before the session even closes.
             if let (Some(lock), Some(s)) = (lock, session) {
                 if s.connected {
-                    if let Ok(Err(e)) = tokio::time::timeout(RELEASE_TIMEOUT, zk::delete_lock(&s.client, &lock)).await {
+                    if let Ok(Err(e)) =
+                        tokio::time::timeout(RELEASE_TIMEOUT, coord::delete_lock(&s.client, &lock)).await
+                    {
                         tracing::warn!(error = %e, "could not delete our lock node; it goes with the session");
                     }
                 }
@@ -700,10 +707,10 @@ enum RoundFailure {
     Round(RoundError),
     /// Writing `snapshot` and `hash`, the round's last step.
     #[error(transparent)]
-    Zk(ZkError),
+    Zk(CoordError),
     /// After a `Stale`: the fenced write of a higher epoch failed.
     #[error("{why}; could not raise our epoch: {error}")]
-    EpochNotRaised { why: String, error: ZkError },
+    EpochNotRaised { why: String, error: CoordError },
     /// The round's task panicked or was cancelled.
     #[error("the round task failed: {0}")]
     Internal(String),
@@ -714,8 +721,9 @@ impl RoundFailure {
         match self {
             RoundFailure::Stale { .. } => RoundFailureKind::Stale,
             RoundFailure::Round(e) => e.kind(),
-            RoundFailure::Zk(ZkError::Fenced { .. })
-            | RoundFailure::EpochNotRaised { error: ZkError::Fenced { .. }, .. } => RoundFailureKind::Fenced,
+            RoundFailure::Zk(e) | RoundFailure::EpochNotRaised { error: e, .. } if e.is_fenced() => {
+                RoundFailureKind::Fenced
+            }
             RoundFailure::Zk(_) | RoundFailure::EpochNotRaised { .. } => RoundFailureKind::Zookeeper,
             RoundFailure::Internal(_) => RoundFailureKind::Internal,
         }
@@ -787,7 +795,7 @@ impl Handler<RoundDone> for Leader {
                 let epoch = newest.saturating_add(1);
                 tracing::warn!(cluster = %self.prefix, %error, "raising our epoch to {epoch} if we still hold the lock");
                 self.spawn(async move {
-                    let raised = zk::record_epoch(&client, &lock, &prefix, epoch).await;
+                    let raised = coord::record_epoch(&client, &lock, &prefix, epoch).await;
                     addr.do_send(EpochRaised { token, epoch, raised, why: error });
                 });
                 return;
@@ -831,7 +839,7 @@ impl Leader {
 struct EpochRaised {
     token: u64,
     epoch: u64,
-    raised: Result<(), ZkError>,
+    raised: Result<(), CoordError>,
     why: String,
 }
 
@@ -860,7 +868,7 @@ impl Handler<EpochRaised> for Leader {
 #[rtype(result = "()")]
 struct Published {
     token: u64,
-    result: Result<Pods, ZkError>,
+    result: Result<Pods, CoordError>,
 }
 
 impl Handler<Published> for Leader {

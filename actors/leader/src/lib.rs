@@ -19,7 +19,9 @@
 //! lock node so a follower takes over at once, and drops every `Client` clone.
 
 mod actor;
+pub mod coord;
 pub mod election;
+pub mod etcd;
 pub mod plan;
 pub mod probe;
 pub mod round;

@@ -123,7 +123,7 @@ async fn a_lost_session_drops_leadership_and_a_new_one_contends_again() {
     .unwrap();
     let l = TestLeader { addr, client: fresh.clone(), generation: 2, events };
     l.addr
-        .send(ochopod_session::SessionEvent::Up { generation: 2, client: fresh, seq: 1, node: String::new() })
+        .send(ochopod_session::SessionEvent::Up { generation: 2, client: fresh.into(), seq: 1, node: String::new() })
         .await
         .unwrap();
     // Events of the dead generation are ignored.

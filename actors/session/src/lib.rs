@@ -53,10 +53,12 @@ use ochopod_core::events::{Event, EventBus};
 use ochopod_core::{paths, Registration};
 use serde::Serialize;
 use tracing::Instrument;
-use zookeeper_client::{Client, SessionState};
-
+mod etcd;
+pub mod link;
 pub mod plan;
 mod zk;
+
+pub use link::{Link, LinkState};
 
 use plan::{Backoff, Phase, Transition};
 
@@ -65,9 +67,10 @@ use plan::{Backoff, Phase, Transition};
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub enum SessionEvent {
-    /// Connected and registered. `client` is valid for this generation only; `node` is the full
-    /// path of the pod's registration znode; `seq` is the pod's life-long sequence.
-    Up { generation: u64, client: zookeeper_client::Client, seq: u64, node: String },
+    /// Connected and registered. `client` (the backend's session) is valid for this generation
+    /// only; `node` is the full path (or key) of the pod's registration; `seq` is the pod's
+    /// life-long sequence.
+    Up { generation: u64, client: Link, seq: u64, node: String },
     /// Connection lost; the session may still come back. Leader duties must stop now.
     Suspended { generation: u64 },
     /// Reconnected within the same session (ephemerals and watches kept).
@@ -83,6 +86,9 @@ pub enum SessionError {
     /// Connecting or a call (named, with its path) failed or timed out.
     #[error(transparent)]
     Zk(#[from] ochopod_zk::ZkError),
+    /// The same, on etcd.
+    #[error(transparent)]
+    Etcd(ochopod_etcd::EtcdError),
     #[error("cannot take a sequence under {dir}: {reason}")]
     Sequence { dir: String, reason: String },
     #[error("cannot serialise the registration: {0}")]
@@ -97,7 +103,9 @@ const RETRY_INITIAL: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 pub struct Session {
-    params: Arc<zk::Params>,
+    params: link::Params,
+    /// Namespace and cluster, to place the keys of another backend ([`Session::on_etcd`]).
+    names: (String, String),
     events: EventBus,
     subscribers: Vec<Recipient<SessionEvent>>,
     span: tracing::Span,
@@ -110,7 +118,7 @@ pub struct Session {
     seq: Option<u64>,
     node: Option<String>,
     /// The actor's only client; taken out (and so dropped) on loss, reset and shutdown.
-    client: Option<Client>,
+    client: Option<Link>,
     /// The connect-and-register future; cancelled on reset/shutdown so the client it may hold
     /// dies with it.
     establishing: Option<SpawnHandle>,
@@ -130,7 +138,7 @@ impl Session {
         subscribers: Vec<Recipient<SessionEvent>>,
     ) -> Self {
         let span = tracing::info_span!("session", cluster = %paths::cluster_name(&namespace, &cluster), pod = %key);
-        let params = zk::Params {
+        let params = Arc::new(zk::Params {
             target: zk.target,
             session_timeout: zk.session_timeout,
             // Registration takes a few round trips; waiting longer than this means the
@@ -139,9 +147,10 @@ impl Session {
             prefix: paths::cluster_prefix(&namespace, &cluster),
             key,
             registration,
-        };
+        });
         Session {
-            params: Arc::new(params),
+            params: link::Params::Zk(params),
+            names: (namespace, cluster),
             events,
             subscribers,
             span,
@@ -155,6 +164,22 @@ impl Session {
             watching: None,
             shutting_down: false,
         }
+    }
+
+    /// Coordinate through etcd instead of ZooKeeper: a lease instead of a session, the same
+    /// events, the same registration under `<prefix>/clusters/<namespace>.<cluster>/pods/`.
+    pub fn on_etcd(mut self, etcd: ochopod_config::EtcdSettings) -> Self {
+        let link::Params::Zk(zk) = &self.params else { return self };
+        let (namespace, cluster) = self.names.clone();
+        self.params = link::Params::Etcd(Arc::new(etcd::Params {
+            prefix: ochopod_etcd::keys::cluster_prefix(&etcd.target.prefix, &namespace, &cluster),
+            target: etcd.target,
+            lease_ttl: etcd.lease_ttl,
+            op_timeout: zk.op_timeout,
+            key: zk.key.clone(),
+            registration: zk.registration.clone(),
+        }));
+        self
     }
 
     fn publish(&self, state: &str) {
@@ -175,29 +200,27 @@ impl Session {
 
     /// Starts generation `generation + 1`. `retire` is the previous generation's client and node:
     /// the node is deleted first so peers see the old registration go before the new one comes.
-    fn establish(&mut self, ctx: &mut Context<Self>, retire: Option<(Client, Option<String>)>) {
+    fn establish(&mut self, ctx: &mut Context<Self>, retire: Option<(Link, Option<String>)>) {
         self.generation += 1;
         self.phase = Phase::Connecting;
         self.announced = false;
         let generation = self.generation;
-        let params = Arc::clone(&self.params);
+        let params = self.params.clone();
         let seq = self.seq;
         let fut = async move {
             if let Some((client, node)) = retire {
                 if let Some(node) = node {
-                    if let Err(e) = ochopod_zk::timed("delete", &node, params.op_timeout, client.delete(&node, None)).await {
-                        tracing::warn!(error = %e, "could not delete the previous registration; it goes with its session");
-                    }
+                    client.delete(&node, params.op_timeout()).await;
                 }
-                drop(client);
+                client.retire(params.op_timeout()).await;
             }
             let mut backoff = Backoff::new(RETRY_INITIAL, RETRY_MAX);
             loop {
-                match zk::establish(&params, seq).await {
+                match params.establish(seq).await {
                     Ok(registered) => return registered,
                     Err(e) => {
                         let delay = backoff.next_delay();
-                        tracing::warn!(generation, error = %e, retry_in_ms = delay.as_millis() as u64, "ZooKeeper session not established");
+                        tracing::warn!(generation, error = %e, retry_in_ms = delay.as_millis() as u64, "{} session not established", params.backend());
                         tokio::time::sleep(delay).await;
                     }
                 }
@@ -210,7 +233,7 @@ impl Session {
         self.establishing = Some(handle);
     }
 
-    fn registered(&mut self, ctx: &mut Context<Self>, generation: u64, r: zk::Registered) {
+    fn registered(&mut self, ctx: &mut Context<Self>, generation: u64, r: link::Registered) {
         if generation != self.generation || self.shutting_down {
             return; // dropping `r` closes that session and its node with it
         }
@@ -220,10 +243,10 @@ impl Session {
         self.node = Some(r.node.clone());
         self.phase = Phase::Connected;
         self.announced = true;
-        tracing::info!(generation, seq, node = %r.node, session = %r.client.session_id(), "registered");
-        self.tell(SessionEvent::Up { generation, client: r.client.clone(), seq, node: r.node });
+        tracing::info!(generation, seq, node = %r.node, session = %r.link.session_id(), "registered");
+        self.tell(SessionEvent::Up { generation, client: r.link.clone(), seq, node: r.node });
         self.publish(Phase::Connected.as_str());
-        self.client = Some(r.client);
+        self.client = Some(r.link);
 
         let mut states = r.states;
         let me = ctx.address().downgrade();
@@ -232,7 +255,7 @@ impl Session {
                 let state = states.changed().await;
                 let Some(me) = me.upgrade() else { break };
                 me.do_send(StateChanged { generation, state });
-                if state.is_terminated() {
+                if state.is_terminal() {
                     break;
                 }
             }
@@ -246,7 +269,12 @@ impl Session {
         self.client = None;
         self.node = None;
         self.phase = if expired { Phase::Expired } else { Phase::Closed };
-        tracing::warn!(generation = self.generation, state = self.phase.as_str(), "ZooKeeper session lost");
+        tracing::warn!(
+            generation = self.generation,
+            state = self.phase.as_str(),
+            "{} session lost",
+            self.params.backend()
+        );
         if self.announced {
             self.tell(SessionEvent::Lost { generation: self.generation });
         }
@@ -261,7 +289,7 @@ impl Actor for Session {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        tracing::info!(parent: &self.span, zk = %self.params.target, "connecting to ZooKeeper");
+        tracing::info!(parent: &self.span, target = %self.params.target(), "connecting to {}", self.params.backend());
         self.establish(ctx, None);
     }
 
@@ -275,7 +303,7 @@ impl Actor for Session {
 #[rtype(result = "()")]
 struct StateChanged {
     generation: u64,
-    state: SessionState,
+    state: LinkState,
 }
 
 impl Handler<StateChanged> for Session {
@@ -289,13 +317,17 @@ impl Handler<StateChanged> for Session {
         match self.phase.on_state(msg.state) {
             Transition::Suspend => {
                 self.phase = Phase::Suspended;
-                tracing::warn!(generation = msg.generation, state = ?msg.state, "ZooKeeper connection lost; session may come back");
+                tracing::warn!(generation = msg.generation, state = ?msg.state, "{} connection lost; session may come back", self.params.backend());
                 self.tell(SessionEvent::Suspended { generation: msg.generation });
                 self.publish(Phase::Suspended.as_str());
             }
             Transition::Resume => {
                 self.phase = Phase::Connected;
-                tracing::info!(generation = msg.generation, "ZooKeeper connection back within the same session");
+                tracing::info!(
+                    generation = msg.generation,
+                    "{} connection back within the same session",
+                    self.params.backend()
+                );
                 self.tell(SessionEvent::Resumed { generation: msg.generation });
                 self.publish(Phase::Connected.as_str());
             }
@@ -319,7 +351,7 @@ impl Handler<Reset> for Session {
             return;
         }
         let _enter = self.span.clone().entered();
-        tracing::info!(generation = self.generation, "resetting the ZooKeeper session");
+        tracing::info!(generation = self.generation, "resetting the {} session", self.params.backend());
         self.cancel_futures(ctx);
         let retire = self.client.take().map(|c| (c, self.node.take()));
         self.node = None;
@@ -352,9 +384,10 @@ impl Handler<Shutdown> for Session {
         self.phase = Phase::Closed;
         let subscribers = if self.announced { self.subscribers.clone() } else { Vec::new() };
         self.announced = false;
-        let op_timeout = self.params.op_timeout;
+        let op_timeout = self.params.op_timeout();
+        let backend = self.params.backend();
         if first {
-            tracing::info!(parent: &self.span, generation, state = was.as_str(), "closing the ZooKeeper session");
+            tracing::info!(parent: &self.span, generation, state = was.as_str(), "closing the {} session", self.params.backend());
         }
         let fut = async move {
             // Subscribers hold clones of the client; the session only closes once every clone is
@@ -367,13 +400,11 @@ impl Handler<Shutdown> for Session {
             let Some(client) = client else { return };
             // Deleting explicitly makes the node go even if some clone keeps the session open.
             if let Some(node) = node {
-                if let Err(e) = ochopod_zk::timed("delete", &node, op_timeout, client.delete(&node, None)).await {
-                    tracing::warn!(error = %e, "could not delete the registration; it goes with the session");
-                }
+                client.delete(&node, op_timeout).await;
             }
-            match ochopod_zk::close(client, CLOSE_WAIT).await {
-                Some(state) => tracing::info!(?state, "ZooKeeper session closed"),
-                None => tracing::warn!("ZooKeeper session not closed within {CLOSE_WAIT:?}; it will expire"),
+            match client.close(CLOSE_WAIT).await {
+                Some(state) => tracing::info!(%state, "{backend} session closed"),
+                None => tracing::warn!("{backend} session not closed within {CLOSE_WAIT:?}; it will expire"),
             }
         }
         .instrument(self.span.clone());

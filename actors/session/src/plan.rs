@@ -8,6 +8,7 @@ use ochopod_config::ZkTarget;
 use ochopod_core::Registration;
 use rand::Rng;
 
+use crate::link::LinkState;
 use crate::SessionError;
 
 /// The exact bytes registered: the caller's registration with `seq` set. Fields written by other
@@ -15,10 +16,20 @@ use crate::SessionError;
 /// as [`ZkTarget::registered`] gives it (hosts only), so that whatever the caller passes, no
 /// secret and no arbitrary environment reaches ZooKeeper.
 pub fn registration_json(registration: &Registration, seq: u64, target: &ZkTarget) -> Result<Vec<u8>, SessionError> {
+    registration_json_as(registration, seq, target.registered())
+}
+
+/// [`registration_json`] with `zk` set to `coordination`: the store really connected to, without
+/// credentials (ZooKeeper's hosts, or an etcd target's `etcd://endpoints/prefix`).
+pub fn registration_json_as(
+    registration: &Registration,
+    seq: u64,
+    coordination: String,
+) -> Result<Vec<u8>, SessionError> {
     let mut r = registration.clone();
     r.seq = seq;
     r.extra.clear();
-    r.zk = target.registered();
+    r.zk = coordination;
     Ok(serde_json::to_vec(&r)?)
 }
 
@@ -82,15 +93,14 @@ impl Phase {
 
     /// Only a registered generation moves between connected and suspended: before `Up` the
     /// subscribers know nothing to suspend, and after a loss nothing can resume.
-    pub fn on_state(self, state: zookeeper_client::SessionState) -> Transition {
-        use zookeeper_client::SessionState as S;
+    pub fn on_state(self, state: LinkState) -> Transition {
+        use LinkState as S;
         match (self, state) {
             (Phase::Expired | Phase::Closed, _) => Transition::Nothing,
             (_, S::Expired) => Transition::Lose { expired: true },
-            (_, S::Closed | S::AuthFailed) => Transition::Lose { expired: false },
-            // A read-only server cannot take writes: for a leader that is as good as disconnected.
-            (Phase::Connected, S::Disconnected | S::ConnectedReadOnly) => Transition::Suspend,
-            (Phase::Suspended, S::SyncConnected) => Transition::Resume,
+            (_, S::Closed) => Transition::Lose { expired: false },
+            (Phase::Connected, S::Suspended) => Transition::Suspend,
+            (Phase::Suspended, S::Connected) => Transition::Resume,
             _ => Transition::Nothing,
         }
     }
@@ -158,15 +168,16 @@ mod tests {
 
     #[test]
     fn state_changes_map_to_transitions_only_when_they_mean_something() {
-        assert_eq!(Phase::Connected.on_state(S::Disconnected), Transition::Suspend);
-        assert_eq!(Phase::Connected.on_state(S::ConnectedReadOnly), Transition::Suspend);
-        assert_eq!(Phase::Suspended.on_state(S::SyncConnected), Transition::Resume);
-        assert_eq!(Phase::Connected.on_state(S::SyncConnected), Transition::Nothing);
-        assert_eq!(Phase::Suspended.on_state(S::Disconnected), Transition::Nothing);
-        assert_eq!(Phase::Suspended.on_state(S::Expired), Transition::Lose { expired: true });
-        assert_eq!(Phase::Connected.on_state(S::AuthFailed), Transition::Lose { expired: false });
-        assert_eq!(Phase::Connected.on_state(S::Closed), Transition::Lose { expired: false });
-        assert_eq!(Phase::Expired.on_state(S::Closed), Transition::Nothing);
-        assert_eq!(Phase::Closed.on_state(S::SyncConnected), Transition::Nothing);
+        let on = |phase: Phase, state: S| phase.on_state(state.into());
+        assert_eq!(on(Phase::Connected, S::Disconnected), Transition::Suspend);
+        assert_eq!(on(Phase::Connected, S::ConnectedReadOnly), Transition::Suspend);
+        assert_eq!(on(Phase::Suspended, S::SyncConnected), Transition::Resume);
+        assert_eq!(on(Phase::Connected, S::SyncConnected), Transition::Nothing);
+        assert_eq!(on(Phase::Suspended, S::Disconnected), Transition::Nothing);
+        assert_eq!(on(Phase::Suspended, S::Expired), Transition::Lose { expired: true });
+        assert_eq!(on(Phase::Connected, S::AuthFailed), Transition::Lose { expired: false });
+        assert_eq!(on(Phase::Connected, S::Closed), Transition::Lose { expired: false });
+        assert_eq!(on(Phase::Expired, S::Closed), Transition::Nothing);
+        assert_eq!(on(Phase::Closed, S::SyncConnected), Transition::Nothing);
     }
 }

@@ -31,8 +31,8 @@ use crate::cli::{LogFormat, RunArgs};
 
 pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
     let env = ochopod_config::process_env();
-    let settings = match ochopod_config::load(&args.pod, &env) {
-        Ok(s) => Arc::new(s),
+    let (settings, coordination) = match ochopod_config::load_with_coordination(&args.pod, &env) {
+        Ok((s, c)) => (Arc::new(s), c),
         Err(e) => {
             eprintln!("ochopod: {e}");
             return ExitCode::from(2);
@@ -43,7 +43,7 @@ pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
     keep();
     ochopod_proc::reaper::install();
 
-    actix::System::new().block_on(run(settings, ring))
+    actix::System::new().block_on(run(settings, coordination, ring))
 }
 
 /// Mark everything this run will start with a fresh cookie and, unless we are PID 1 (whose
@@ -93,7 +93,11 @@ fn executor_bound(settings: &ochopod_config::Settings) -> Duration {
 /// After the executor's `SIGTERM`, how long leftovers get before `SIGKILL`.
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
 
-async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode {
+async fn run(
+    settings: Arc<ochopod_config::Settings>,
+    coordination: ochopod_config::Coordination,
+    ring: LogRing,
+) -> ExitCode {
     // The handlers come first: as PID 1 an unhandled SIGTERM is ignored by the kernel, and
     // resolving the platform may wait on a metadata service.
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -118,7 +122,7 @@ async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode
             return ExitCode::SUCCESS;
         }
     };
-    let placement = match resolved {
+    let mut placement = match resolved {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("{e}");
@@ -131,6 +135,10 @@ async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode
         Some(zk) => Arc::new(ochopod_config::Settings { zk: zk.clone(), ..(*settings).clone() }),
         None => settings,
     };
+    // On etcd the registration names the etcd target (without credentials), as it is registered.
+    if let ochopod_config::Coordination::Etcd(etcd) = &coordination {
+        placement.registration.zk = etcd.target.registered();
+    }
     let key = uuid::Uuid::new_v4().to_string();
     let address = placement.registration.control_address(settings.port).unwrap_or_else(|| placement.listen.to_string());
     let cluster = ochopod_core::paths::cluster_name(&settings.namespace, &settings.cluster);
@@ -170,7 +178,11 @@ async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode
         placement.registration.clone(),
         events.clone(),
         vec![leader.clone().recipient()],
-    )
+    );
+    let session = match coordination {
+        ochopod_config::Coordination::ZooKeeper => session,
+        ochopod_config::Coordination::Etcd(etcd) => session.on_etcd(etcd),
+    }
     .start();
 
     let actors = Actors {

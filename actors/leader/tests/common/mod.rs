@@ -297,7 +297,7 @@ impl TestLeader {
         let leader = Leader::new(Arc::new(settings), key.to_string(), address.to_string(), PodClient::new(None), bus);
         let addr = leader.start();
         let generation = 1;
-        addr.send(SessionEvent::Up { generation, client: client.clone(), seq: 1, node: String::new() })
+        addr.send(SessionEvent::Up { generation, client: client.clone().into(), seq: 1, node: String::new() })
             .await
             .expect("leader alive");
         TestLeader { addr, client, generation, events }

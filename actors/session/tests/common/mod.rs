@@ -58,6 +58,7 @@ impl Handler<SessionEvent> for Probe {
     fn handle(&mut self, ev: SessionEvent, _: &mut Self::Context) {
         let seen = match ev {
             SessionEvent::Up { generation, client, seq, node } => {
+                let ochopod_session::Link::Zk(client) = client else { panic!("these tests run on ZooKeeper") };
                 let seen = Seen::Up {
                     generation,
                     seq,

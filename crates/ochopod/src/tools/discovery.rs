@@ -1,7 +1,8 @@
 //! Finding pods: cluster globs over the children of `/ochopod/clusters`, then every pod's
 //! registration, read from ZooKeeper exactly as the original tooling did (same layout, so
 //! Python pods are found too). Connecting, bounding calls and scanning `pods/` are the shared
-//! `ochopod_zk` ones the pods themselves use.
+//! `ochopod_zk` ones the pods themselves use. With `OCHOPOD_ETCD` set, the same reads go to etcd
+//! (`ochopod_etcd`, the same layout below the target's prefix).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -118,14 +119,24 @@ pub struct Found {
     pub gone: Vec<String>,
 }
 
-/// A read-only ZooKeeper session for one tool invocation.
+/// A read-only session for one tool invocation: ZooKeeper (`--zk`/`OCHOPOD_ZK`), or etcd when
+/// `OCHOPOD_ETCD` names an etcd cluster, as it does for pods.
 pub struct Zk {
-    client: Client,
-    target: ZkTarget,
+    store: Store,
+}
+
+enum Store {
+    Zk { client: Client, target: ZkTarget },
+    Etcd { client: Box<ochopod_etcd::etcd_client::Client>, target: ochopod_config::EtcdTarget },
 }
 
 impl Zk {
     pub async fn connect(target: ZkTarget) -> Result<Zk, String> {
+        if let Some(etcd) = etcd_target()? {
+            let client =
+                ochopod_etcd::connect(&etcd, ZK_CONNECT_TIMEOUT, ZK_OP_TIMEOUT).await.map_err(|e| e.to_string())?;
+            return Ok(Zk { store: Store::Etcd { client: Box::new(client), target: etcd } });
+        }
         let options = ConnectOptions {
             session_timeout: Duration::from_secs(10),
             connect_timeout: ZK_CONNECT_TIMEOUT,
@@ -134,18 +145,22 @@ impl Zk {
             create_chroot: false,
         };
         let (client, _) = ochopod_zk::connect(&target, &options).await.map_err(|e| e.to_string())?;
-        Ok(Zk { client, target })
+        Ok(Zk { store: Store::Zk { client, target } })
     }
 
     /// Cluster names under `/ochopod/clusters` (none when it does not exist yet).
     pub async fn cluster_names(&self) -> Result<Vec<String>, String> {
-        match timed("list", paths::ROOT, ZK_OP_TIMEOUT, self.client.list_children(paths::ROOT)).await {
+        let (client, target) = match &self.store {
+            Store::Zk { client, target } => (client, target),
+            Store::Etcd { client, target } => return etcd_cluster_names(client, target).await,
+        };
+        match timed("list", paths::ROOT, ZK_OP_TIMEOUT, client.list_children(paths::ROOT)).await {
             Ok(mut names) => {
                 names.sort();
                 Ok(names)
             }
             Err(e) if e.is_no_node() => Ok(Vec::new()),
-            Err(e) => Err(format!("cannot list {} on ZooKeeper {}: {e}", paths::ROOT, self.target)),
+            Err(e) => Err(format!("cannot list {} on ZooKeeper {}: {e}", paths::ROOT, target)),
         }
     }
 
@@ -156,17 +171,25 @@ impl Zk {
         let clusters = match_clusters(&names, globs);
         let mut found = Found { clusters: clusters.clone(), ..Found::default() };
         for cluster in &clusters {
-            let prefix = format!("{}/{cluster}", paths::ROOT);
+            let prefix = self.prefix(cluster);
             let dir = paths::pods_dir(&prefix);
-            let scan = match scan_pods(&self.client, &dir, ZK_OP_TIMEOUT).await {
+            let scanned = match &self.store {
+                Store::Zk { client, .. } => {
+                    scan_pods(client, &dir, ZK_OP_TIMEOUT).await.map_err(|e| (e.is_no_node(), e.to_string()))
+                }
+                Store::Etcd { client, .. } => {
+                    ochopod_etcd::scan_pods(client, &prefix, ZK_OP_TIMEOUT).await.map_err(|e| (false, e.to_string()))
+                }
+            };
+            let scan = match scanned {
                 Ok(scan) => scan,
-                Err(e) if e.is_no_node() => {
+                Err((true, _)) => {
                     if self.is_gone(&prefix).await {
                         found.gone.push(cluster.clone());
                     }
                     continue;
                 }
-                Err(e) => {
+                Err((false, e)) => {
                     found.warnings.push(format!("{dir}: cannot list pods ({e})"));
                     continue;
                 }
@@ -189,38 +212,81 @@ impl Zk {
         Ok(found)
     }
 
+    /// Where `cluster`'s nodes (or keys) live.
+    fn prefix(&self, cluster: &str) -> String {
+        match &self.store {
+            Store::Zk { .. } => format!("{}/{cluster}", paths::ROOT),
+            Store::Etcd { target, .. } => format!("{}{cluster}", ochopod_etcd::keys::clusters(&target.prefix)),
+        }
+    }
+
+    /// One value (and its ZooKeeper mtime; 0 on etcd, which keeps no write time).
+    async fn get(&self, key: &str) -> Option<(Vec<u8>, i64)> {
+        match &self.store {
+            Store::Zk { client, .. } => {
+                let (data, stat) = timed("get", key, ZK_OP_TIMEOUT, client.get_data(key)).await.ok()?;
+                Some((data, stat.mtime))
+            }
+            Store::Etcd { client, .. } => {
+                let mut kv = client.kv_client();
+                let read = ochopod_etcd::timed("get", key, ZK_OP_TIMEOUT, kv.get(key, None)).await.ok()?;
+                read.kvs().first().map(|kv| (kv.value().to_vec(), 0))
+            }
+        }
+    }
+
     /// Whether the cluster under `prefix` has no snapshot either: no leader is left to publish
-    /// one. In doubt (ZooKeeper does not say), it is not gone.
+    /// one. In doubt (the store does not say), it is not gone.
     async fn is_gone(&self, prefix: &str) -> bool {
         let snapshot = paths::snapshot_node(prefix);
-        matches!(timed("exists", &snapshot, ZK_OP_TIMEOUT, self.client.check_stat(&snapshot)).await, Ok(None))
+        match &self.store {
+            Store::Zk { client, .. } => {
+                matches!(timed("exists", &snapshot, ZK_OP_TIMEOUT, client.check_stat(&snapshot)).await, Ok(None))
+            }
+            Store::Etcd { client, .. } => {
+                let mut kv = client.kv_client();
+                let read = ochopod_etcd::timed("get", &snapshot, ZK_OP_TIMEOUT, kv.get(snapshot.as_str(), None)).await;
+                matches!(read, Ok(r) if r.kvs().is_empty())
+            }
+        }
     }
 
     /// The keys of the pods the cluster's leader last configured (its `snapshot`), or `None`
     /// while no leader published one.
     pub async fn snapshot_keys(&self, cluster: &str) -> Option<BTreeSet<String>> {
-        let node = paths::snapshot_node(&format!("{}/{cluster}", paths::ROOT));
-        let (data, _) = timed("get", &node, ZK_OP_TIMEOUT, self.client.get_data(&node)).await.ok()?;
+        let (data, _) = self.get(&paths::snapshot_node(&self.prefix(cluster))).await?;
         let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&data).ok()?;
         Some(map.keys().cloned().collect())
     }
 
     /// The cluster's hash (what its leader last configured) and when it was last written (unix
-    /// milliseconds), or `None` while no round completed.
+    /// milliseconds; 0 on etcd), or `None` while no round completed.
     pub async fn hash(&self, cluster: &str) -> Option<(String, i64)> {
-        let node = paths::hash_node(&format!("{}/{cluster}", paths::ROOT));
-        let (data, stat) = timed("get", &node, ZK_OP_TIMEOUT, self.client.get_data(&node)).await.ok()?;
-        Some((String::from_utf8_lossy(&data).into_owned(), stat.mtime))
+        let (data, mtime) = self.get(&paths::hash_node(&self.prefix(cluster))).await?;
+        Some((String::from_utf8_lossy(&data).into_owned(), mtime))
     }
 
     /// Deletes `/ochopod/clusters/<cluster>` and everything under it (the portal's `delete`,
     /// once the cluster's pods are gone). A node that a pod creates meanwhile fails the call.
     pub async fn purge(&self, cluster: &str) -> Result<usize, String> {
-        let root = format!("{}/{cluster}", paths::ROOT);
+        let root = self.prefix(cluster);
+        let client = match &self.store {
+            Store::Zk { client, .. } => client,
+            Store::Etcd { client, .. } => {
+                let mut kv = client.kv_client();
+                let options = ochopod_etcd::etcd_client::DeleteOptions::new().with_prefix();
+                let dir = format!("{root}/");
+                let deleted =
+                    ochopod_etcd::timed("delete", &dir, ZK_OP_TIMEOUT, kv.delete(dir.as_str(), Some(options)))
+                        .await
+                        .map_err(|e| format!("cannot delete {dir}: {e}"))?;
+                return Ok(deleted.deleted().max(0) as usize);
+            }
+        };
         let mut order = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(node) = stack.pop() {
-            match timed("list", &node, ZK_OP_TIMEOUT, self.client.list_children(&node)).await {
+            match timed("list", &node, ZK_OP_TIMEOUT, client.list_children(&node)).await {
                 Ok(children) => stack.extend(children.into_iter().map(|c| format!("{node}/{c}"))),
                 Err(e) if e.is_no_node() => continue,
                 Err(e) => return Err(format!("cannot list {node}: {e}")),
@@ -230,7 +296,7 @@ impl Zk {
         let mut deleted = 0;
         // Children before their parents: the reverse of the order they were found in.
         for node in order.iter().rev() {
-            match timed("delete", node, ZK_OP_TIMEOUT, self.client.delete(node, None)).await {
+            match timed("delete", node, ZK_OP_TIMEOUT, client.delete(node, None)).await {
                 Ok(()) => deleted += 1,
                 Err(e) if e.is_no_node() => {}
                 Err(e) => return Err(format!("cannot delete {node}: {e}")),
@@ -242,8 +308,41 @@ impl Zk {
     /// Closes the session now (rather than leaving it to expire), while the runtime still runs
     /// the client's background task.
     pub async fn close(self) {
-        ochopod_zk::close(self.client, Duration::from_secs(2)).await;
+        if let Store::Zk { client, .. } = self.store {
+            ochopod_zk::close(client, Duration::from_secs(2)).await;
+        }
     }
+}
+
+/// `OCHOPOD_ETCD`, when set: the tools then read etcd, as the pods it selects do.
+fn etcd_target() -> Result<Option<ochopod_config::EtcdTarget>, String> {
+    match std::env::var(ochopod_config::etcd::ENV) {
+        Ok(v) if !v.trim().is_empty() => {
+            ochopod_config::EtcdTarget::parse(&v).map(Some).map_err(|e| format!("{}: {e}", ochopod_config::etcd::ENV))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Cluster names on etcd: the distinct `<namespace>.<cluster>` below `<prefix>/clusters/`.
+async fn etcd_cluster_names(
+    client: &ochopod_etcd::etcd_client::Client,
+    target: &ochopod_config::EtcdTarget,
+) -> Result<Vec<String>, String> {
+    let dir = ochopod_etcd::keys::clusters(&target.prefix);
+    let mut kv = client.kv_client();
+    let options = ochopod_etcd::etcd_client::GetOptions::new().with_prefix().with_keys_only().with_limit(100_000);
+    let listed = ochopod_etcd::timed("get", &dir, ZK_OP_TIMEOUT, kv.get(dir.as_str(), Some(options)))
+        .await
+        .map_err(|e| format!("cannot list {dir} on etcd {target}: {e}"))?;
+    let names: BTreeSet<String> = listed
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            ochopod_etcd::keys::cluster_of(&target.prefix, &String::from_utf8_lossy(kv.key())).map(str::to_owned)
+        })
+        .collect();
+    Ok(names.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -1,0 +1,289 @@
+//! The etcd backend against a real etcd (Debian's etcd-server, one member or three, started by
+//! the harness on free loopback ports) and the real `ochopod` binary: registration bound to a
+//! lease with a stable seq, one leader with a rising epoch, failover when the leader dies,
+//! a lost lease, one etcd member down, and the settled definition the ZooKeeper tests use.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+use ochopod_integration::etcd::{self, EtcdCluster};
+use ochopod_integration::settle::{Settled, Store};
+
+/// Pods on etcd: `OCHOPOD_ETCD` selects the backend; `OCHOPOD_ZK` points nowhere, so a pod that
+/// talked to ZooKeeper would never settle.
+fn start_on(cluster: &EtcdCluster, yaml: &str) -> Pod {
+    let spec = PodSpec::new(bin(), "127.0.0.1:1", yaml).env("OCHOPOD_ETCD", cluster.url("ochopod"));
+    Pod::start(spec).expect("start pod")
+}
+
+async fn settled(cluster: &EtcdCluster, pods: &[&Pod], size: usize, accept: impl Fn(&Settled) -> bool) -> Settled {
+    let client = etcd::client(&cluster.endpoints()).await.expect("etcd client");
+    let store = Store::Etcd { client: &client, root: "/ochopod" };
+    let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+    match settle::wait_settled_on(pods[0].client(), &store, &addresses, size, SETTLE, accept).await {
+        Ok(s) => s,
+        Err(e) => {
+            for p in pods {
+                eprintln!("---- pod {} log tail:\n{}", p.address(), p.log_tail(40));
+            }
+            panic!("{e}");
+        }
+    }
+}
+
+/// Registration keys of cluster `test.<name>`.
+async fn registrations(cluster: &EtcdCluster, name: &str) -> Vec<(String, serde_json::Value)> {
+    let client = etcd::client(&cluster.endpoints()).await.expect("etcd client");
+    let dir = format!("/ochopod/clusters/test.{name}/pods/");
+    etcd::get_prefix(&client, &dir)
+        .await
+        .expect("read pods")
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches(&dir).to_string(), serde_json::from_str(&v).expect("registration JSON")))
+        .collect()
+}
+
+/// `ochopod <args>` with `OCHOPOD_ETCD` (and a ZooKeeper that is not there), bounded.
+async fn tool(cluster: &EtcdCluster, args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .env("OCHOPOD_ETCD", cluster.url("ochopod"))
+        .env("OCHOPOD_ZK", "127.0.0.1:1")
+        .env_remove("RUST_LOG")
+        .env_remove("OCHOPOD_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("the tool ends").expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty() || out.status.success(), "{args:?}: {stderr}");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn epoch(pod: &Pod) -> u64 {
+    view_of(pod).expect("a configured pod").4.parse().expect("an epoch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_pods_register_with_a_stable_seq_and_settle_under_one_leader() {
+    let server = EtcdCluster::start().expect("etcd");
+    let yaml = simple_yaml("web", "");
+    let pods: Vec<Pod> = (0..3).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&server, &refs, 3, |_| true).await;
+
+    let found = registrations(&server, "web").await;
+    let mut seqs: Vec<u64> = found.iter().map(|(_, r)| r["seq"].as_u64().expect("seq")).collect();
+    seqs.sort();
+    assert_eq!(seqs, [0, 1, 2], "one seq each, from the cluster's counter: {found:?}");
+    for (key, registration) in &found {
+        assert!(key.ends_with(&format!(".{:010}", registration["seq"].as_u64().unwrap())), "{key}");
+        assert_eq!(registration["zk"], server.url("ochopod"), "the etcd target, as registered");
+    }
+    // Every pod sees one view: sizes 3, indexes 0..3, the leader's epoch.
+    let leader_epoch = epoch(&pods[first.leader]);
+    for p in &pods {
+        let (_, _, _, size, e) = view_of(p).expect("configured");
+        assert_eq!((size, e.parse::<u64>().unwrap()), (3, leader_epoch));
+    }
+
+    // The tools read etcd when OCHOPOD_ETCD is set.
+    let (code, ls) = tool(&server, &["ls", "--json"]).await;
+    assert_eq!(code, Some(0), "{ls}");
+    let js: serde_json::Value = serde_json::from_str(&ls).expect("ls --json");
+    let web = js["clusters"].as_array().unwrap().iter().find(|c| c["cluster"] == "test.web").expect("test.web listed");
+    assert_eq!((web["running"].as_u64(), web["total"].as_u64()), (Some(3), Some(3)), "{js}");
+    assert_eq!(web["state"], "leader", "{js}");
+    let (code, grep) = tool(&server, &["grep", "web"]).await;
+    assert_eq!((code, grep.lines().count()), (Some(0), 4), "a header and one row per pod:\n{grep}");
+    let (code, waited) = tool(&server, &["wait", "web", "--count", "3", "--timeout", "20s"]).await;
+    assert_eq!(code, Some(0), "{waited}");
+
+    // A reset drops the lease and registers again: a new lease, the same seq.
+    let follower = (first.leader + 1) % 3;
+    let seq_before = pods[follower].info().await.unwrap().seq;
+    let client = reqwest::Client::new();
+    let reset = client.post(format!("http://{}/reset", pods[follower].address())).send().await.unwrap();
+    assert!(reset.status().is_success(), "{}", reset.status());
+    wait::until("the reset pod registered again", SETTLE, || async {
+        let info = pods[follower].info().await.map_err(|e| e.to_string())?;
+        let found = registrations(&server, "web").await;
+        if found.len() == 3 && info.seq == seq_before {
+            Ok(())
+        } else {
+            Err(format!("{} registrations, seq {:?}", found.len(), info.seq))
+        }
+    })
+    .await
+    .unwrap();
+    let again = settled(&server, &refs, 3, |_| true).await;
+    assert_eq!(again.leader, first.leader, "a follower's reset moves no leadership");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_leader_killed_fails_over_with_a_higher_epoch_and_its_lease_takes_its_keys() {
+    let server = EtcdCluster::start().expect("etcd");
+    let yaml = simple_yaml("fo", "");
+    let mut pods: Vec<Pod> = (0..3).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&server, &refs, 3, |_| true).await;
+    let old_epoch = epoch(&pods[first.leader]);
+
+    // Killed without a shutdown: nothing revokes its lease, etcd expires it (5 s TTL).
+    let killed_at = Instant::now();
+    let mut dead = pods.remove(first.leader);
+    dead.signal(Signal::SIGKILL);
+    dead.wait_exit(Duration::from_secs(10)).expect("the leader exits");
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let after = settled(&server, &refs, 2, |s| s.hash != first.hash).await;
+    let failover = killed_at.elapsed();
+    let new_epoch = epoch(&pods[after.leader]);
+    assert!(new_epoch > old_epoch, "the epoch rises with each leadership: {old_epoch} → {new_epoch}");
+    assert_eq!(registrations(&server, "fo").await.len(), 2, "the dead pod's lease took its registration");
+    eprintln!("etcd failover after SIGKILL of the leader (lease TTL 5 s): {} ms", failover.as_millis());
+
+    // The dead leader's epoch, replayed: refused by pods that applied the new one.
+    let (key, ..) = view_of(&pods[0]).unwrap();
+    let info = pods[0].info().await.unwrap();
+    let stale = serde_json::json!({
+        "pods": { key.clone(): { "ip": info.ip, "ports": info.ports, "port": info.port, "seq": info.seq } },
+        "dependencies": {}, "key": key, "epoch": old_epoch
+    });
+    let reply =
+        pods[0].client().call(&pods[0].address(), "control/on/5", Some(&stale), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reply.code, 409, "a stale leader's command is refused: {reply:?}");
+    assert_eq!(view_of(&pods[0]).unwrap().3, 2, "the stale payload must not be applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_graceful_leader_stop_hands_over_at_once() {
+    let server = EtcdCluster::start().expect("etcd");
+    let yaml = simple_yaml("gr", "");
+    let mut pods: Vec<Pod> = (0..2).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&server, &refs, 2, |_| true).await;
+    let stopped_at = Instant::now();
+    let mut leader = pods.remove(first.leader);
+    leader.signal(Signal::SIGTERM);
+    let status = leader.wait_exit(Duration::from_secs(30)).expect("the leader exits");
+    assert!(status.success(), "{status:?}\n{}", leader.log_tail(30));
+    let refs: Vec<&Pod> = pods.iter().collect();
+    settled(&server, &refs, 1, |s| s.hash != first.hash).await;
+    let took = stopped_at.elapsed();
+    eprintln!("etcd hand-over after SIGTERM of the leader: {} ms", took.as_millis());
+    // The lease was revoked: well under the 5 s TTL plus the process's 2 s grace.
+    assert!(took < Duration::from_secs(6), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_one_member_down_keeps_the_leader_and_the_cluster_working() {
+    let mut server = EtcdCluster::start_members(3).expect("3 etcd members");
+    let yaml = simple_yaml("ha", "");
+    let mut pods: Vec<Pod> = (0..2).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&server, &refs, 2, |_| true).await;
+    let leader_key = view_of(&pods[first.leader]).unwrap().0;
+    let old_epoch = epoch(&pods[first.leader]);
+
+    server.stop_member(0);
+    // The cluster still works: a third pod joins and the same leader configures it.
+    pods.push(start_on(&server, &yaml));
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let after = settled(&server, &refs, 3, |s| s.hash != first.hash).await;
+    assert_eq!(view_of(&pods[after.leader]).unwrap().0, leader_key, "the leader kept its leadership");
+    assert_eq!(epoch(&pods[after.leader]), old_epoch, "no new leadership, no new epoch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_pod_frozen_past_its_lease_comes_back_with_its_seq() {
+    let server = EtcdCluster::start().expect("etcd");
+    let yaml = simple_yaml("fz", "");
+    let pods: Vec<Pod> = (0..2).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&server, &refs, 2, |_| true).await;
+    let follower = 1 - first.leader;
+    let seq = pods[follower].info().await.unwrap().seq;
+
+    // Shorter than the 5 s lease: nothing changes.
+    pods[follower].signal(Signal::SIGSTOP);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pods[follower].signal(Signal::SIGCONT);
+    assert_eq!(registrations(&server, "fz").await.len(), 2);
+    let same = settled(&server, &refs, 2, |_| true).await;
+    assert_eq!((same.leader, same.hash.clone()), (first.leader, first.hash.clone()), "a short freeze runs no round");
+
+    // Longer than the lease: etcd drops its keys, the leader reconfigures without it, and the
+    // pod, once thawed, registers again with a new lease and the same seq.
+    pods[follower].signal(Signal::SIGSTOP);
+    let gone = wait::until("the frozen pod's lease to expire", Duration::from_secs(20), || async {
+        let n = registrations(&server, "fz").await.len();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(format!("{n} registrations"))
+        }
+    })
+    .await;
+    pods[follower].signal(Signal::SIGCONT);
+    gone.unwrap();
+    let back = settled(&server, &refs, 2, |s| s.hash == first.hash).await;
+    assert_eq!(back.infos[follower].seq, seq, "the same seq for the pod's whole life");
+}
+
+fn dependent_yaml(cluster: &str, depends: &str) -> String {
+    format!(
+        r#"cluster: {cluster}
+namespace: test
+zk_session_timeout: 5s
+model:
+  depends_on: ["{depends}"]
+  damper: 1s
+  grace: 5s
+process:
+  command: exec sleep 3600
+  shell: true
+  grace: 2s
+files:
+  - path: deps.txt
+    template: "{{{{ grep(\"{depends}\", 8080) }}}}"
+"#
+    )
+}
+
+fn deps_of(pod: &Pod) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(pod.dir.path().join("deps.txt")).ok()?;
+    Some(text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+}
+
+async fn wait_deps(pods: &[&Pod], n: usize) {
+    for pod in pods {
+        wait::until(&format!("{} configured with {n} db pods", pod.address()), SETTLE, || async {
+            match deps_of(pod) {
+                Some(d) if d.len() == n => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", pod.log_tail(30)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_dependencies_by_relative_absolute_and_glob_names_follow_their_snapshots() {
+    let server = EtcdCluster::start().expect("etcd");
+    let relative = start_on(&server, &dependent_yaml("app-r", "db"));
+    let absolute = start_on(&server, &dependent_yaml("app-a", "/test.db"));
+    let glob = start_on(&server, &dependent_yaml("app-g", "d*"));
+    let db_yaml = simple_yaml("db", "");
+    let mut dbs = vec![start_on(&server, &db_yaml)];
+    settled(&server, &[&dbs[0]], 1, |_| true).await;
+    wait_deps(&[&relative, &absolute, &glob], 1).await;
+
+    // The watches (no polling) carry each change of the db snapshot to every dependent.
+    dbs.push(start_on(&server, &db_yaml));
+    let refs: Vec<&Pod> = dbs.iter().collect();
+    settled(&server, &refs, 2, |_| true).await;
+    wait_deps(&[&relative, &absolute, &glob], 2).await;
+}

@@ -1,0 +1,210 @@
+//! A real etcd for tests, from Debian's `etcd-server` package: one member, or a cluster of
+//! three, on free loopback ports with their data in a temp dir, every member stopped by pid on
+//! drop (a test that fails or panics leaves nothing running).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::ports::free_port;
+use crate::wait;
+use crate::zk::stop_child;
+
+pub const BIN: &str = "etcd";
+
+const INSTALL_HINT: &str = "install it with `make setup` (or `apt-get update && apt-get install -y etcd-server`)";
+
+/// Checks that the etcd server is installed, with an error saying how to install it.
+pub fn check_installed() -> anyhow::Result<()> {
+    match Command::new(BIN).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+        Ok(s) if s.success() => Ok(()),
+        _ => bail!("the etcd server is not installed (`{BIN}` is not on the PATH): {INSTALL_HINT}"),
+    }
+}
+
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+/// An etcd cluster of one or more members on loopback.
+pub struct EtcdCluster {
+    dir: tempfile::TempDir,
+    members: Vec<Member>,
+    token: String,
+}
+
+impl EtcdCluster {
+    /// One member.
+    pub fn start() -> anyhow::Result<EtcdCluster> {
+        Self::start_members(1)
+    }
+
+    /// `n` members forming one cluster; returns once every member serves requests.
+    pub fn start_members(n: usize) -> anyhow::Result<EtcdCluster> {
+        check_installed()?;
+        let dir = tempfile::Builder::new().prefix("ochopod-etcd-").tempdir().context("temp dir for etcd")?;
+        let members = (0..n)
+            .map(|i| Member { name: format!("m{i}"), client_port: free_port(), peer_port: free_port(), child: None })
+            .collect();
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let mut cluster = EtcdCluster { dir, members, token };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        for i in 0..n {
+            cluster.wait_healthy(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("{}.log", self.members[i].name))
+    }
+
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let initial = self.initial_cluster();
+        let data = self.dir.path().join(&self.members[i].name);
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
+        let m = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let child = Command::new(BIN)
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &initial, "--initial-cluster-token", &self.token])
+            .args(["--initial-cluster-state", "new"])
+            // Short elections so a member's loss is over in about a second, as in tests of
+            // ZooKeeper's short ticks.
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting etcd; {INSTALL_HINT}"))?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    fn wait_healthy(&mut self, i: usize) -> anyhow::Result<()> {
+        let port = self.members[i].client_port;
+        let res = wait::until_blocking("etcd to serve requests", Duration::from_secs(60), || {
+            if let Some(c) = self.members[i].child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Err(format!("etcd exited early ({status})"));
+                }
+            }
+            match health(port) {
+                Ok(body) if body.contains(r#""health":"true""#) => Ok(()),
+                Ok(body) => Err(format!("answered {body:?}")),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        if let Err(e) = res {
+            let log = fs::read_to_string(self.log_path(i)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            self.stop_all();
+            bail!("{e}\netcd log (last lines, newest first):\n{}", tail.join("\n"));
+        }
+        Ok(())
+    }
+
+    /// `127.0.0.1:<port>,…` of every member.
+    pub fn endpoints(&self) -> String {
+        self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// `etcd://<every endpoint>/<prefix>` (`prefix` without its leading `/`), for `OCHOPOD_ETCD`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}/{}", self.endpoints(), prefix.trim_start_matches('/'))
+    }
+
+    /// The client port of member `i`.
+    pub fn client_port(&self, i: usize) -> u16 {
+        self.members[i].client_port
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(Child::id)
+    }
+
+    /// Stops member `i` (SIGTERM, SIGKILL after 5 s); its data is kept for [`Self::restart_member`].
+    pub fn stop_member(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            stop_child(&mut child, Duration::from_secs(5));
+        }
+    }
+
+    /// Starts member `i` again with its data and waits until it serves requests.
+    pub fn restart_member(&mut self, i: usize) -> anyhow::Result<()> {
+        self.stop_member(i);
+        self.spawn(i)?;
+        self.wait_healthy(i)
+    }
+
+    fn stop_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.stop_member(i);
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// `GET /health` on a member's client port.
+fn health(port: u16) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// An etcd client for tests and the benchmark, bounded in time.
+pub async fn client(endpoints: &str) -> anyhow::Result<etcd_client::Client> {
+    let urls: Vec<String> = endpoints.split(',').map(|e| format!("http://{e}")).collect();
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(5));
+    match tokio::time::timeout(Duration::from_secs(20), etcd_client::Client::connect(urls, Some(options))).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => bail!("connecting to etcd at {endpoints}: {e}"),
+        Err(_) => bail!("connecting to etcd at {endpoints}: no answer within 20 s"),
+    }
+}
+
+/// Every key below `prefix` with its value (as text).
+pub async fn get_prefix(client: &etcd_client::Client, prefix: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut kv = client.kv_client();
+    let found = kv.get(prefix, Some(etcd_client::GetOptions::new().with_prefix())).await?;
+    Ok(found
+        .kvs()
+        .iter()
+        .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), String::from_utf8_lossy(kv.value()).into_owned()))
+        .collect())
+}
