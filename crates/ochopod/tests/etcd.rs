@@ -287,3 +287,130 @@ async fn etcd_dependencies_by_relative_absolute_and_glob_names_follow_their_snap
     settled(&server, &refs, 2, |_| true).await;
     wait_deps(&[&relative, &absolute, &glob], 2).await;
 }
+
+async fn metric(pod: &Pod, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", pod.address())).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+async fn all_in_state(pods: &[Pod], state: &str) -> Result<(), String> {
+    for p in pods {
+        if metric(p, &format!("ochopod_zk_session_state{{state=\"{state}\"}}")).await != 1.0 {
+            return Err(format!("{} not {state}", p.address()));
+        }
+    }
+    Ok(())
+}
+
+async fn seqs_of(server: &EtcdCluster, cluster: &str) -> Vec<u64> {
+    let mut seqs: Vec<u64> =
+        registrations(server, cluster).await.iter().map(|(_, r)| r["seq"].as_u64().expect("seq")).collect();
+    seqs.sort();
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_short_outage_keeps_every_lease_and_runs_no_round() {
+    let mut server = EtcdCluster::start().expect("etcd");
+    // A 10 s lease: pods suspend after 5 s without an answer and expire after 10.
+    let yaml = simple_yaml("web", "").replace("zk_session_timeout: 5s", "zk_session_timeout: 10s");
+    let pods: Vec<Pod> = (0..3).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&server, &refs, 3, |_| true).await;
+    let rounds = metric(&pods[first.leader], "ochopod_rounds_total{outcome=\"ok\"}").await;
+    let mut generations = Vec::new();
+    for p in &pods {
+        generations.push(metric(p, "ochopod_zk_session_generation").await);
+    }
+    let down = Instant::now();
+    server.stop_member(0);
+    wait::until("every session suspended", Duration::from_secs(15), || all_in_state(&pods, "suspended")).await.unwrap();
+    server.restart_member(0).expect("etcd back with its data");
+    let outage = down.elapsed();
+    wait::until("every session connected again", Duration::from_secs(20), || all_in_state(&pods, "connected"))
+        .await
+        .unwrap();
+    eprintln!("etcd down {outage:?}: every lease kept");
+    let mut after = Vec::new();
+    for p in &pods {
+        after.push(metric(p, "ochopod_zk_session_generation").await);
+    }
+    assert_eq!(after, generations, "a pod took a new lease instead of keeping its own");
+    let again = settled(&server, &refs, 3, |_| true).await;
+    assert_eq!(again.leader, first.leader, "leadership moved after a short outage");
+    assert_eq!(
+        metric(&pods[first.leader], "ochopod_rounds_total{outcome=\"ok\"}").await,
+        rounds,
+        "a spurious round ran"
+    );
+    assert_eq!(pods.iter().map(starts_of).collect::<Vec<_>>(), vec![1, 1, 1], "a process was restarted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_an_outage_longer_than_the_lease_reforms_the_cluster_with_the_same_seqs() {
+    let mut server = EtcdCluster::start().expect("etcd");
+    let yaml = simple_yaml("lo", "");
+    let pods: Vec<Pod> = (0..3).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&server, &refs, 3, |_| true).await;
+    let seqs = seqs_of(&server, "lo").await;
+    server.stop_member(0);
+    // No answer for a whole 5 s lease: every pod gives its session up and starts another.
+    wait::until("every pod on a new generation", Duration::from_secs(30), || async {
+        for p in &pods {
+            if metric(p, "ochopod_zk_session_generation").await < 2.0 {
+                return Err(format!("{} still on its first lease", p.address()));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+    server.restart_member(0).expect("etcd back with its data");
+    let back = Instant::now();
+    let again = settled(&server, &refs, 3, |_| true).await;
+    eprintln!("re-formed {:?} after etcd came back (old leases expire within the 5 s TTL)", back.elapsed());
+    assert_eq!(seqs_of(&server, "lo").await, seqs, "every pod kept its seq for life");
+    assert_eq!(again.hash, first.hash, "the same pods, the same configuration");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_a_leader_killed_during_a_round_is_replaced_and_the_round_completes() {
+    let server = EtcdCluster::start().expect("etcd");
+    let yaml = format!(
+        "{}hooks:\n  initialize: sleep 1.5\n",
+        simple_yaml("mr", "  sequential: true").replace("damper: 0s", "damper: 2s")
+    );
+    let mut pods: Vec<Pod> = (0..3).map(|_| start_on(&server, &yaml)).collect();
+    let leader = wait::until("a leader configuring", SETTLE, || async {
+        for (n, p) in pods.iter().enumerate() {
+            if p.info().await.map_err(|e| e.to_string())?.state == "leader (configuring)" {
+                return Ok(n);
+            }
+        }
+        Err("no round yet".to_string())
+    })
+    .await
+    .unwrap();
+    // The dying leader's epoch is at least the lowest contender's create revision.
+    let client = etcd::client(&server.endpoints()).await.unwrap();
+    let mut kv = client.kv_client();
+    let dir = "/ochopod/clusters/test.mr/coordinator/";
+    let queue = kv.get(dir, Some(ochopod_etcd::etcd_client::GetOptions::new().with_prefix())).await.unwrap();
+    let old_epoch = queue.kvs().iter().map(|kv| kv.create_revision() as u64).min().unwrap();
+    pods[leader].kill();
+    pods.remove(leader);
+    let killed = Instant::now();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    settled(&server, &refs, 2, |_| true).await;
+    eprintln!("etcd: settled at 2 {:?} after the leader died mid-round", killed.elapsed());
+    for p in &pods {
+        let (_, _, _, size, epoch) = view_of(p).unwrap();
+        assert_eq!(size, 2);
+        assert!(epoch.parse::<u64>().unwrap() > old_epoch, "epoch {epoch} not newer than {old_epoch}");
+    }
+}
