@@ -185,12 +185,34 @@ fn health(port: u16) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Turns etcd's authentication on with a `root` user of `password` (etcd wants a root user with
+/// the root role first); from then on only [`client_as`] with those credentials can read.
+pub async fn enable_auth(endpoints: &str, password: &str) -> anyhow::Result<()> {
+    let mut c = client(endpoints).await?;
+    c.user_add("root", password, None).await.context("adding the root user")?;
+    c.user_grant_role("root", "root").await.context("granting root the root role")?;
+    c.auth_enable().await.context("enabling authentication")?;
+    Ok(())
+}
+
 /// An etcd client for tests and the benchmark, bounded in time.
 pub async fn client(endpoints: &str) -> anyhow::Result<etcd_client::Client> {
+    client_with(endpoints, None).await
+}
+
+/// [`client`] authenticated as `user`.
+pub async fn client_as(endpoints: &str, user: &str, password: &str) -> anyhow::Result<etcd_client::Client> {
+    client_with(endpoints, Some((user, password))).await
+}
+
+async fn client_with(endpoints: &str, user: Option<(&str, &str)>) -> anyhow::Result<etcd_client::Client> {
     let urls: Vec<String> = endpoints.split(',').map(|e| format!("http://{e}")).collect();
-    let options = etcd_client::ConnectOptions::new()
+    let mut options = etcd_client::ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(5));
+    if let Some((user, password)) = user {
+        options = options.with_user(user, password);
+    }
     match tokio::time::timeout(Duration::from_secs(20), etcd_client::Client::connect(urls, Some(options))).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => bail!("connecting to etcd at {endpoints}: {e}"),

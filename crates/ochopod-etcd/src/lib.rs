@@ -71,7 +71,8 @@ pub async fn connect(
         .with_timeout(op_timeout)
         .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
     if let Some((user, password)) = target.user() {
-        options = options.with_user(user, password);
+        // etcd's simple tokens expire when idle: a long-lived pod takes a new one when told.
+        options = options.with_user(user, password).with_auto_token_refresh(true);
     }
     let endpoints: Vec<String> = target.endpoints.iter().map(|e| format!("http://{e}")).collect();
     let failed = |message: String| EtcdError::Connect { target: target.redacted(), message };

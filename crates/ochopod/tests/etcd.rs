@@ -414,3 +414,40 @@ async fn etcd_a_leader_killed_during_a_round_is_replaced_and_the_round_completes
         assert!(epoch.parse::<u64>().unwrap() > old_epoch, "epoch {epoch} not newer than {old_epoch}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_credentials_are_used_but_never_registered_shown_or_passed_on() {
+    let server = EtcdCluster::start().expect("etcd");
+    const PASSWORD: &str = "s3cret-pw";
+    etcd::enable_auth(&server.endpoints(), PASSWORD).await.expect("etcd authentication on");
+    let url = format!("etcd://root:{PASSWORD}@{}/ochopod", server.endpoints());
+    let yaml = simple_yaml("sec", "").replace("command: echo", "command: env > env.txt; echo");
+    let pods: Vec<Pod> = (0..2)
+        .map(|_| Pod::start(PodSpec::new(bin(), "127.0.0.1:1", &yaml).env("OCHOPOD_ETCD", &url)).expect("start pod"))
+        .collect();
+    let client = etcd::client_as(&server.endpoints(), "root", PASSWORD).await.expect("an authenticated client");
+    let store = Store::Etcd { client: &client, root: "/ochopod" };
+    let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+    settle::wait_settled_on(pods[0].client(), &store, &addresses, 2, SETTLE, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", pods[0].log_tail(30)));
+    // Without the credentials etcd refuses: they really are used.
+    let anonymous = etcd::client(&server.endpoints()).await.unwrap();
+    assert!(etcd::get_prefix(&anonymous, "/ochopod/").await.is_err(), "etcd answered without credentials");
+
+    let stored = etcd::get_prefix(&client, "/ochopod/").await.unwrap();
+    assert!(!stored.is_empty());
+    for (key, value) in &stored {
+        assert!(!value.contains(PASSWORD) && !key.contains(PASSWORD), "{key} holds the password: {value}");
+    }
+    let clean = format!("etcd://{}/ochopod", server.endpoints());
+    for pod in &pods {
+        let info = reqwest::get(format!("http://{}/info", pod.address())).await.unwrap().text().await.unwrap();
+        assert!(!info.contains(PASSWORD), "/info shows the password: {info}");
+        let log = std::fs::read_to_string(pod.dir.path().join("pod.log")).unwrap();
+        assert!(!log.contains(PASSWORD), "the log shows the password");
+        let env = std::fs::read_to_string(pod.dir.path().join("env.txt")).unwrap();
+        assert!(!env.contains(PASSWORD), "the process got the password");
+        assert!(env.lines().any(|l| l == format!("OCHOPOD_ETCD={clean}")), "OCHOPOD_ETCD passed on without it:\n{env}");
+    }
+}
