@@ -230,3 +230,56 @@ pub async fn get_prefix(client: &etcd_client::Client, prefix: &str) -> anyhow::R
         .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), String::from_utf8_lossy(kv.value()).into_owned()))
         .collect())
 }
+
+/// Either coordination backend, started for a run of pods: what the benchmark (and any scenario
+/// run on both backends) needs to start pods against it and to read the settled state from it.
+pub enum Backend {
+    ZooKeeper { server: crate::zk::ZkServer, client: zookeeper_client::Client, connect: String },
+    Etcd { cluster: EtcdCluster, client: Box<etcd_client::Client>, url: String },
+}
+
+/// Where [`Backend::Etcd`]'s pods keep their keys.
+const BENCH_PREFIX: &str = "/ochopod";
+
+impl Backend {
+    /// A real ZooKeeper (as [`crate::zk::ZkServer::start`]) with a client for [`Backend::store`].
+    pub async fn zookeeper() -> anyhow::Result<Backend> {
+        let server = crate::zk::ZkServer::start()?;
+        let connect = server.connect_string();
+        let client = crate::settle::client(&connect).await?;
+        Ok(Backend::ZooKeeper { server, client, connect })
+    }
+
+    /// A real etcd of `members` members (1 or 3) with a client for [`Backend::store`].
+    pub async fn etcd(members: usize) -> anyhow::Result<Backend> {
+        let cluster = EtcdCluster::start_members(members)?;
+        let client = Box::new(client(&cluster.endpoints()).await?);
+        let url = cluster.url(BENCH_PREFIX);
+        Ok(Backend::Etcd { cluster, client, url })
+    }
+
+    /// `zookeeper` or `etcd`, for tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::ZooKeeper { .. } => "zookeeper",
+            Backend::Etcd { .. } => "etcd",
+        }
+    }
+
+    /// A pod of declaration `yaml` on this backend: `OCHOPOD_ZK`, or `OCHOPOD_ETCD` (with a
+    /// ZooKeeper address that is not there, so a pod that ignored it would never settle).
+    pub fn pod_spec<'a>(&'a self, bin: &'a std::path::Path, yaml: &'a str) -> crate::pods::PodSpec<'a> {
+        match self {
+            Backend::ZooKeeper { connect, .. } => crate::pods::PodSpec::new(bin, connect, yaml),
+            Backend::Etcd { url, .. } => crate::pods::PodSpec::new(bin, "127.0.0.1:1", yaml).env("OCHOPOD_ETCD", url),
+        }
+    }
+
+    /// Where [`crate::settle::settled_on`] reads registrations, snapshot and hash.
+    pub fn store(&self) -> crate::settle::Store<'_> {
+        match self {
+            Backend::ZooKeeper { client, .. } => crate::settle::Store::Zk(client),
+            Backend::Etcd { client, .. } => crate::settle::Store::Etcd { client, root: BENCH_PREFIX },
+        }
+    }
+}

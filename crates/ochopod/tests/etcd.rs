@@ -451,3 +451,31 @@ async fn etcd_credentials_are_used_but_never_registered_shown_or_passed_on() {
         assert!(env.lines().any(|l| l == format!("OCHOPOD_ETCD={clean}")), "OCHOPOD_ETCD passed on without it:\n{env}");
     }
 }
+
+/// The one scenario body the benchmark runs, on both backends through the harness's [`Backend`]:
+/// three pods form, the leader is killed, two re-form under a new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_backends_form_and_fail_over_through_the_same_harness() {
+    for backend in [etcd::Backend::zookeeper().await.expect("ZooKeeper"), etcd::Backend::etcd(1).await.expect("etcd")] {
+        let yaml = simple_yaml("both", "");
+        let mut pods: Vec<Pod> = (0..3).map(|_| Pod::start(backend.pod_spec(bin(), &yaml)).expect("pod")).collect();
+        let store = backend.store();
+        let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+        let started = Instant::now();
+        let first = settle::wait_settled_on(pods[0].client(), &store, &addresses, 3, SETTLE, |_| true).await.unwrap();
+        let formed = started.elapsed();
+        let mut dead = pods.remove(first.leader);
+        dead.kill();
+        let killed = Instant::now();
+        let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+        settle::wait_settled_on(pods[0].client(), &store, &addresses, 2, SETTLE, |s| s.hash != first.hash)
+            .await
+            .unwrap();
+        eprintln!(
+            "{}: 3 pods formed in {} ms; failover after SIGKILL of the leader (5 s session/lease) {} ms",
+            backend.name(),
+            formed.as_millis(),
+            killed.elapsed().as_millis()
+        );
+    }
+}
