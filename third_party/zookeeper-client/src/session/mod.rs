@@ -10,7 +10,6 @@ use std::pin::pin;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
 use asyncs::{select, sync};
 use futures::channel::mpsc;
 use futures::{AsyncWriteExt, StreamExt};
@@ -395,6 +394,18 @@ impl Session {
         self.handle_session_reply(operation, header.err, body, depot)
     }
 
+    /// When the session loop must look at the clock next (ochopod's patch: a deadline instead
+    /// of a `tick_timeout` interval, so an idle session wakes once per ping, not every tick):
+    /// the connection's no-response deadline and, when `pinging` and no ping is in flight, when
+    /// the next ping is due.
+    fn next_tick(&self, pinging: bool) -> Instant {
+        let dead = self.last_recv + self.connector.timeout();
+        match self.last_ping {
+            None if pinging => dead.min(self.last_send + self.ping_timeout),
+            _ => dead,
+        }
+    }
+
     fn calc_tick_timeout(&self, session_timeout: Duration) -> Duration {
         let connection_timeout = self.configured_connection_timeout;
         let tick_timeout = if connection_timeout.is_zero() || connection_timeout > session_timeout * 3 / 5 {
@@ -494,8 +505,12 @@ impl Session {
     ) -> Result<(), Error> {
         let mut pinged = false;
         let (mut reader, mut writer) = conn.split();
-        let mut tick = pin!(Timer::interval(self.tick_timeout));
+        let mut tick = pin!(tokio::time::sleep_until(self.next_tick(false).into()));
         while !(self.session_state.is_connected() && depot.is_empty()) {
+            let next = tokio::time::Instant::from_std(self.next_tick(false));
+            if tick.deadline() != next {
+                tick.as_mut().reset(next);
+            }
             select! {
                 r = reader.read_to_buf(buf) => match r.map_err(Error::other)? {
                     0 => return Err(Error::ConnectionLoss),
@@ -505,7 +520,8 @@ impl Session {
                     r?;
                     self.last_send = Instant::now();
                 },
-                now = tick.as_mut() => {
+                _ = tick.as_mut() => {
+                    let now = Instant::now().max(tick.deadline().into_std());
                     if now >= self.last_recv + self.connector.timeout() {
                         return Err(Error::with_message(format!("no response from connection in {}ms", self.connector.timeout().as_millis())));
                     }
@@ -540,12 +556,16 @@ impl Session {
         self.sasl_session.take();
         let mut seek_for_writable =
             if self.session.readonly { Some(self.connector.clone().seek_for_writable(endpoints)) } else { None };
-        let mut tick = pin!(Timer::interval(self.tick_timeout));
+        let mut tick = pin!(tokio::time::sleep_until(self.next_tick(true).into()));
         let mut err = None;
         let mut channel_halted = false;
         depot.start();
         let (mut reader, mut writer) = conn.split();
         while !(channel_halted && depot.is_empty()) {
+            let next = tokio::time::Instant::from_std(self.next_tick(true));
+            if tick.deadline() != next {
+                tick.as_mut().reset(next);
+            }
             select! {
                 Some(endpoint) = Self::poll(&mut seek_for_writable), if seek_for_writable.is_some() => {
                     seek_for_writable = None;
@@ -574,7 +594,10 @@ impl Session {
                         self.watch_manager.remove_watcher(id, responser, depot);
                     }
                 },
-                now = tick.as_mut() => {
+                _ = tick.as_mut() => {
+                    // At least the deadline, so that a timer firing a hair early still makes
+                    // progress (a ping or an error) instead of firing again at once.
+                    let now = Instant::now().max(tick.deadline().into_std());
                     if now >= self.last_recv + self.connector.timeout() {
                         return Err(Error::with_message(format!("no response from connection in {}ms", self.connector.timeout().as_millis())));
                     }
