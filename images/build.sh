@@ -3,7 +3,7 @@
 # is assumed, and no network inside a build):
 #
 #   ochopod-base:<hash>   Debian (debootstrap minbase + images/base/packages), also :latest
-#   ochopod:latest        the release binary, its libraries, CA certificates, a static shell
+#   ochopod:latest        the release binary (static, images/release.sh), CA certificates, a static shell
 #   ochopod-zookeeper     examples/zookeeper-ensemble/Dockerfile   } each example's own
 #   ochopod-watcher       examples/dependent/Dockerfile            } Dockerfile, with the
 #   ochopod-sidecar       examples/sidecar/Dockerfile              } example's folder as context
@@ -35,7 +35,8 @@ step "base image"
 base=$(images/base/build.sh "$work")
 
 step "release binary"
-$cargo build --release -p ochopod
+# The lean build pods run (static, non-PIE, hot code packed; see images/release.sh).
+CARGO=$cargo images/release.sh
 mkdir -p "$work/ochopod"
 cp target/release/ochopod "$work/ochopod/ochopod"
 
