@@ -57,7 +57,7 @@ mod validate;
 
 pub use display::to_display_yaml;
 pub use error::ConfigError;
-pub use etcd::{Coordination, EtcdSettings, EtcdTarget};
+pub use etcd::{Coordination, EtcdSettings, EtcdTarget, EtcdTls};
 pub use policy::{PodEnv, TokenSource};
 pub use settings::*;
 pub use zk::ZkTarget;

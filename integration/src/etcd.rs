@@ -31,6 +31,8 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Plain HTTP `/health`, whether or not clients speak TLS.
+    metrics_port: u16,
     child: Option<Child>,
 }
 
@@ -39,6 +41,8 @@ pub struct EtcdCluster {
     dir: tempfile::TempDir,
     members: Vec<Member>,
     token: String,
+    /// Clients speak TLS: the CA, the members' certificate and key live in `dir`.
+    tls: bool,
 }
 
 impl EtcdCluster {
@@ -49,13 +53,32 @@ impl EtcdCluster {
 
     /// `n` members forming one cluster; returns once every member serves requests.
     pub fn start_members(n: usize) -> anyhow::Result<EtcdCluster> {
+        Self::start_with(n, false)
+    }
+
+    /// One member whose clients must speak TLS, with a certificate for `127.0.0.1` signed by a
+    /// CA made for this cluster ([`Self::ca_path`]).
+    pub fn start_tls() -> anyhow::Result<EtcdCluster> {
+        Self::start_with(1, true)
+    }
+
+    fn start_with(n: usize, tls: bool) -> anyhow::Result<EtcdCluster> {
         check_installed()?;
         let dir = tempfile::Builder::new().prefix("ochopod-etcd-").tempdir().context("temp dir for etcd")?;
         let members = (0..n)
-            .map(|i| Member { name: format!("m{i}"), client_port: free_port(), peer_port: free_port(), child: None })
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                metrics_port: free_port(),
+                child: None,
+            })
             .collect();
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut cluster = EtcdCluster { dir, members, token };
+        let mut cluster = EtcdCluster { dir, members, token, tls };
+        if tls {
+            cluster.make_certificates()?;
+        }
         for i in 0..n {
             cluster.spawn(i)?;
         }
@@ -82,14 +105,22 @@ impl EtcdCluster {
         let data = self.dir.path().join(&self.members[i].name);
         let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let scheme = if self.tls { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(BIN)
+        let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
+        let mut command = Command::new(BIN);
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name);
+            command.arg("--cert-file").arg(file("server.pem")).arg("--key-file").arg(file("server.key"));
+        }
+        let child = command
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
             .arg(&data)
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-metrics-urls", &metrics])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &initial, "--initial-cluster-token", &self.token])
             .args(["--initial-cluster-state", "new"])
@@ -107,7 +138,7 @@ impl EtcdCluster {
     }
 
     fn wait_healthy(&mut self, i: usize) -> anyhow::Result<()> {
-        let port = self.members[i].client_port;
+        let port = self.members[i].metrics_port;
         let res = wait::until_blocking("etcd to serve requests", Duration::from_secs(60), || {
             if let Some(c) = self.members[i].child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
@@ -134,9 +165,45 @@ impl EtcdCluster {
         self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect::<Vec<_>>().join(",")
     }
 
-    /// `etcd://<every endpoint>/<prefix>` (`prefix` without its leading `/`), for `OCHOPOD_ETCD`.
+    /// `etcd://<every endpoint>/<prefix>` (`prefix` without its leading `/`), for `OCHOPOD_ETCD`;
+    /// `etcds://…?ca=<the CA>` for a TLS cluster.
     pub fn url(&self, prefix: &str) -> String {
-        format!("etcd://{}/{}", self.endpoints(), prefix.trim_start_matches('/'))
+        let prefix = prefix.trim_start_matches('/');
+        match self.tls {
+            false => format!("etcd://{}/{prefix}", self.endpoints()),
+            true => format!("etcds://{}/{prefix}?ca={}", self.endpoints(), self.ca_path().display()),
+        }
+    }
+
+    /// The CA that signed a TLS cluster's certificate (PEM).
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A CA and a certificate for `127.0.0.1` signed by it, made with the `openssl` command.
+    fn make_certificates(&self) -> anyhow::Result<()> {
+        let dir = self.dir.path();
+        let ext = "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+        let script = format!(
+            "set -e\n\
+             openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem \
+               -days 2 -subj /CN=ochopod-test-etcd-ca 2>/dev/null\n\
+             openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr \
+               -subj /CN=127.0.0.1 2>/dev/null\n\
+             printf '{ext}' > server.ext\n\
+             openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 \
+               -extfile server.ext 2>/dev/null\n"
+        );
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .status()
+            .context("running openssl (apt-get install -y openssl)")?;
+        if !status.success() {
+            bail!("openssl could not make the test certificates ({status})");
+        }
+        Ok(())
     }
 
     /// The client port of member `i`.
@@ -205,14 +272,28 @@ pub async fn client_as(endpoints: &str, user: &str, password: &str) -> anyhow::R
     client_with(endpoints, Some((user, password))).await
 }
 
+/// [`client`] over TLS, trusting the CA at `ca`.
+pub async fn tls_client(endpoints: &str, ca: &std::path::Path) -> anyhow::Result<etcd_client::Client> {
+    let pem = fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+    let tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(pem));
+    connect_with(endpoints, "https", etcd_client::ConnectOptions::new().with_tls(tls)).await
+}
+
 async fn client_with(endpoints: &str, user: Option<(&str, &str)>) -> anyhow::Result<etcd_client::Client> {
-    let urls: Vec<String> = endpoints.split(',').map(|e| format!("http://{e}")).collect();
-    let mut options = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(5));
+    let mut options = etcd_client::ConnectOptions::new();
     if let Some((user, password)) = user {
         options = options.with_user(user, password);
     }
+    connect_with(endpoints, "http", options).await
+}
+
+async fn connect_with(
+    endpoints: &str,
+    scheme: &str,
+    options: etcd_client::ConnectOptions,
+) -> anyhow::Result<etcd_client::Client> {
+    let urls: Vec<String> = endpoints.split(',').map(|e| format!("{scheme}://{e}")).collect();
+    let options = options.with_connect_timeout(Duration::from_secs(5)).with_timeout(Duration::from_secs(5));
     match tokio::time::timeout(Duration::from_secs(20), etcd_client::Client::connect(urls, Some(options))).await {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(e)) => bail!("connecting to etcd at {endpoints}: {e}"),

@@ -74,13 +74,31 @@ pub async fn connect(
         // etcd's simple tokens expire when idle: a long-lived pod takes a new one when told.
         options = options.with_user(user, password).with_auto_token_refresh(true);
     }
-    let endpoints: Vec<String> = target.endpoints.iter().map(|e| format!("http://{e}")).collect();
     let failed = |message: String| EtcdError::Connect { target: target.redacted(), message };
+    let scheme = match &target.tls {
+        None => "http",
+        Some(tls) => {
+            options = options.with_tls(tls_options(tls).map_err(failed)?);
+            "https"
+        }
+    };
+    let endpoints: Vec<String> = target.endpoints.iter().map(|e| format!("{scheme}://{e}")).collect();
     match tokio::time::timeout(connect_timeout, Client::connect(endpoints, Some(options))).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(e)) => Err(failed(e.to_string())),
         Err(_) => Err(failed(format!("no answer within {connect_timeout:?}"))),
     }
+}
+
+/// The CA (and client certificate) of an `etcds://` target, read now: a missing file is a
+/// connect error naming it.
+fn tls_options(tls: &ochopod_config::EtcdTls) -> Result<etcd_client::TlsOptions, String> {
+    let read = |path: &std::path::Path| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    let mut options = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)?));
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        options = options.identity(etcd_client::Identity::from_pem(read(cert)?, read(key)?));
+    }
+    Ok(options)
 }
 
 /// The keys, mirroring ZooKeeper's nodes under the target's prefix:

@@ -479,3 +479,25 @@ async fn both_backends_form_and_fail_over_through_the_same_harness() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_over_tls_forms_a_cluster_and_plain_clients_are_refused() {
+    let server = EtcdCluster::start_tls().expect("etcd with TLS");
+    let yaml = simple_yaml("tls", "");
+    let pods: Vec<Pod> = (0..2).map(|_| start_on(&server, &yaml)).collect();
+    let client = etcd::tls_client(&server.endpoints(), &server.ca_path()).await.expect("a TLS client");
+    let store = Store::Etcd { client: &client, root: "/ochopod" };
+    let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+    settle::wait_settled_on(pods[0].client(), &store, &addresses, 2, SETTLE, |_| true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", pods[0].log_tail(30)));
+    let stored = etcd::get_prefix(&client, "/ochopod/clusters/test.tls/pods/").await.unwrap();
+    assert_eq!(stored.len(), 2);
+    // The members speak TLS only: a plain client gets nothing.
+    let plain = tokio::time::timeout(Duration::from_secs(10), async {
+        let c = etcd::client(&server.endpoints()).await?;
+        etcd::get_prefix(&c, "/ochopod/").await
+    })
+    .await;
+    assert!(!matches!(plain, Ok(Ok(_))), "a plain-text client was answered");
+}
