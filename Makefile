@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## Install what the tests need (Debian zookeeper, etcd-server, protobuf-compiler, redis, python3, iproute2, util-linux, chromium) if missing, fetch crates
+setup: ## Install what the tests need (Debian zookeeper, etcd-server, protobuf-compiler, openssl, redis, python3, iproute2, util-linux, chromium) if missing, fetch crates
 	@missing=""; \
 	[ -f $(ZK_JAR) ] && command -v java >/dev/null || missing="$$missing zookeeper"; \
 	command -v redis-server >/dev/null && command -v redis-cli >/dev/null || missing="$$missing redis-server"; \
@@ -20,6 +20,7 @@ setup: ## Install what the tests need (Debian zookeeper, etcd-server, protobuf-c
 	command -v chromium >/dev/null && command -v chromedriver >/dev/null || missing="$$missing chromium chromium-driver"; \
 	command -v etcd >/dev/null || missing="$$missing etcd-server"; \
 	command -v protoc >/dev/null || missing="$$missing protobuf-compiler"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
