@@ -501,3 +501,43 @@ async fn etcd_over_tls_forms_a_cluster_and_plain_clients_are_refused() {
     .await;
     assert!(!matches!(plain, Ok(Ok(_))), "a plain-text client was answered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watches_drive_rounds_through_the_damper() {
+    let server = EtcdCluster::start().expect("etcd");
+    let yaml = simple_yaml("dmp", "").replace("damper: 0s", "damper: 3s");
+    let mut pods: Vec<Pod> = (0..2).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&server, &refs, 2, |_| true).await;
+    let ok = "ochopod_rounds_total{outcome=\"ok\"}";
+    let rounds = metric(&pods[first.leader], ok).await;
+
+    // A pod that registers and leaves (a clean stop revokes its lease) within the damper: the
+    // state is back to the configured one before the damper elapses, so no round.
+    let mut passing = start_on(&server, &yaml);
+    wait::until("the passing pod registered", SETTLE, || async {
+        let n = registrations(&server, "dmp").await.len();
+        if n == 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} registrations"))
+        }
+    })
+    .await
+    .unwrap();
+    let seen_at = Instant::now();
+    passing.signal(Signal::SIGTERM);
+    passing.wait_exit(Duration::from_secs(10)).expect("the passing pod stops");
+    assert!(seen_at.elapsed() < Duration::from_secs(3), "the pod took longer than the damper to leave");
+    assert_eq!(registrations(&server, "dmp").await.len(), 2);
+    // A negative observation needs a window: twice the damper without a round.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(metric(&pods[first.leader], ok).await, rounds, "a change reverted within the damper ran a round");
+
+    // A pod that stays: the watch sees it, the damper elapses, one round configures all three.
+    pods.push(start_on(&server, &yaml));
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let after = settled(&server, &refs, 3, |s| s.hash != first.hash).await;
+    assert_eq!(after.leader, first.leader);
+    assert_eq!(metric(&pods[first.leader], ok).await, rounds + 1.0, "one round for the new pod");
+}
