@@ -452,32 +452,91 @@ async fn etcd_credentials_are_used_but_never_registered_shown_or_passed_on() {
     }
 }
 
-/// The one scenario body the benchmark runs, on both backends through the harness's [`Backend`]:
-/// three pods form, the leader is killed, two re-form under a new leader.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_backends_form_and_fail_over_through_the_same_harness() {
-    for backend in [etcd::Backend::zookeeper().await.expect("ZooKeeper"), etcd::Backend::etcd(1).await.expect("etcd")] {
-        let yaml = simple_yaml("both", "");
-        let mut pods: Vec<Pod> = (0..3).map(|_| Pod::start(backend.pod_spec(bin(), &yaml)).expect("pod")).collect();
-        let store = backend.store();
-        let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
-        let started = Instant::now();
-        let first = settle::wait_settled_on(pods[0].client(), &store, &addresses, 3, SETTLE, |_| true).await.unwrap();
-        let formed = started.elapsed();
-        let mut dead = pods.remove(first.leader);
-        dead.kill();
-        let killed = Instant::now();
-        let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
-        settle::wait_settled_on(pods[0].client(), &store, &addresses, 2, SETTLE, |s| s.hash != first.hash)
-            .await
-            .unwrap();
-        eprintln!(
-            "{}: 3 pods formed in {} ms; failover after SIGKILL of the leader (5 s session/lease) {} ms",
-            backend.name(),
-            formed.as_millis(),
-            killed.elapsed().as_millis()
-        );
-    }
+/// Scenario bodies run on both backends (the harness's [`etcd::Backend`]), so that etcd is held
+/// to the outcomes ZooKeeper gives: one macro, one test per backend.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_zookeeper {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::etcd::Backend::zookeeper().await.expect("ZooKeeper")).await
+                }
+            )*
+        }
+        mod on_etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::etcd::Backend::etcd(1).await.expect("etcd")).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(a_killed_leader_is_replaced_under_a_newer_epoch_and_its_commands_refused, a_reset_keeps_the_seq);
+
+async fn settled_on(backend: &etcd::Backend, pods: &[&Pod], size: usize, accept: impl Fn(&Settled) -> bool) -> Settled {
+    let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+    settle::wait_settled_on(pods[0].client(), &backend.store(), &addresses, size, SETTLE, accept)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", backend.name(), pods[0].log_tail(30)))
+}
+
+async fn a_killed_leader_is_replaced_under_a_newer_epoch_and_its_commands_refused(backend: etcd::Backend) {
+    let yaml = simple_yaml("both", "");
+    let mut pods: Vec<Pod> = (0..3).map(|_| Pod::start(backend.pod_spec(bin(), &yaml)).expect("pod")).collect();
+    let started = Instant::now();
+    let first = settled_on(&backend, &pods.iter().collect::<Vec<_>>(), 3, |_| true).await;
+    let formed = started.elapsed();
+    let old_epoch = epoch(&pods[first.leader]);
+    let mut dead = pods.remove(first.leader);
+    dead.kill();
+    let killed = Instant::now();
+    let after = settled_on(&backend, &pods.iter().collect::<Vec<_>>(), 2, |s| s.hash != first.hash).await;
+    eprintln!(
+        "{}: 3 pods formed in {} ms; failover after SIGKILL of the leader (5 s session/lease) {} ms",
+        backend.name(),
+        formed.as_millis(),
+        killed.elapsed().as_millis()
+    );
+    assert!(epoch(&pods[after.leader]) > old_epoch, "{}: the epoch did not rise", backend.name());
+    let (key, ..) = view_of(&pods[0]).unwrap();
+    let info = pods[0].info().await.unwrap();
+    let stale = serde_json::json!({
+        "pods": { key.clone(): { "ip": info.ip, "ports": info.ports, "port": info.port, "seq": info.seq } },
+        "dependencies": {}, "key": key, "epoch": old_epoch
+    });
+    let reply =
+        pods[0].client().call(&pods[0].address(), "control/on/5", Some(&stale), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(reply.code, 409, "{}: a stale leader's command was not refused: {reply:?}", backend.name());
+}
+
+async fn a_reset_keeps_the_seq(backend: etcd::Backend) {
+    let yaml = simple_yaml("rst", "");
+    let pods: Vec<Pod> = (0..3).map(|_| Pod::start(backend.pod_spec(bin(), &yaml)).expect("pod")).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled_on(&backend, &refs, 3, |_| true).await;
+    let follower = (first.leader + 1) % 3;
+    let before = pods[follower].info().await.unwrap();
+    let reply = pods[follower].client().call(&pods[follower].address(), "reset", None, Duration::from_secs(10)).await;
+    assert_eq!(reply.unwrap().code, 200);
+    wait::until("the reset pod on its second session", SETTLE, || async {
+        let generation = metric(&pods[follower], "ochopod_zk_session_generation").await;
+        if generation >= 2.0 {
+            Ok(())
+        } else {
+            Err(format!("generation {generation}"))
+        }
+    })
+    .await
+    .unwrap();
+    let again = settled_on(&backend, &refs, 3, |_| true).await;
+    let after = pods[follower].info().await.unwrap();
+    assert_eq!(after.seq, before.seq, "{}: a reset changed the seq", backend.name());
+    assert_eq!(again.leader, first.leader, "{}: a follower's reset moved leadership", backend.name());
+    assert_eq!(again.hash, first.hash, "{}: the same pods, the same configuration", backend.name());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
