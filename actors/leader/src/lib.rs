@@ -1,5 +1,9 @@
 //! Leader actor: election, watches, hash and damper, configuration rounds, probe.
 //!
+//! Every call to the store goes through [`coord`], which dispatches on the session's
+//! [`Link`](ochopod_session::Link) to [`zk`] (told below) or [`etcd`] (the same protocol on a
+//! lease, create revisions and transactions).
+//!
 //! Theory of operation. The actor is told about the ZooKeeper session by the session actor
 //! ([`SessionEvent`](ochopod_session::SessionEvent)): on `Up` it queues for the cluster's lock
 //! (kazoo-compatible `coordinator/<hex>__lock__<seq>` nodes, lowest wins, each contender watching

@@ -1,6 +1,11 @@
-//! Session actor: the ZooKeeper session and the pod's registration.
+//! Session actor: the coordination session (ZooKeeper, or an etcd lease) and the pod's registration.
 //!
 //! # Theory of operation
+//!
+//! What follows is told for ZooKeeper, the default. On etcd ([`Session::on_etcd`]) the same actor
+//! runs the same generations with a lease instead of a session (`etcd.rs`: the seq from the
+//! cluster's counter key, taken in the transaction that creates the registration), and subscribers
+//! get the same events with a [`Link::Etcd`]; the common vocabulary is in `link.rs`.
 //!
 //! [`Session`] owns the pod's one long-lived `zookeeper_client::Client` and its registration node
 //! `/ochopod/clusters/<namespace>.<cluster>/pods/<uuid>.<sequence>`. Each session it establishes is
