@@ -600,3 +600,26 @@ async fn etcd_watches_drive_rounds_through_the_damper() {
     assert_eq!(after.leader, first.leader);
     assert_eq!(metric(&pods[first.leader], ok).await, rounds + 1.0, "one round for the new pod");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_keys_that_are_no_registration_are_left_out() {
+    let server = EtcdCluster::start().expect("etcd");
+    let client = etcd::client(&server.endpoints()).await.unwrap();
+    let mut kv = client.kv_client();
+    // What anyone who can write to etcd could put there: broken JSON, a registration steering
+    // the leader elsewhere.
+    let pods = "/ochopod/clusters/test.hx/pods/";
+    kv.put(format!("{pods}garbage.0000000090"), "{nope", None).await.unwrap();
+    let steer = serde_json::json!({"ip": "127.0.0.1:1/steal?", "port": "8080", "ports": {"8080": 1}, "seq": 91});
+    kv.put(format!("{pods}steer.0000000091"), steer.to_string(), None).await.unwrap();
+    let yaml = simple_yaml("hx", "");
+    let hx: Vec<Pod> = (0..2).map(|_| start_on(&server, &yaml)).collect();
+    let refs: Vec<&Pod> = hx.iter().collect();
+    // Settled with the two real pods (settle counts usable registrations only), configured with 2.
+    let s = settled(&server, &refs, 2, |_| true).await;
+    for p in &hx {
+        assert_eq!(view_of(p).expect("configured").3, 2, "a bad key counted as a pod");
+    }
+    let log = std::fs::read_to_string(hx[s.leader].dir.path().join("pod.log")).unwrap();
+    assert!(log.contains("ignoring an invalid registration"), "the leader says what it left out");
+}
