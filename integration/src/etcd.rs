@@ -43,6 +43,8 @@ pub struct EtcdCluster {
     token: String,
     /// Clients speak TLS: the CA, the members' certificate and key live in `dir`.
     tls: bool,
+    /// Where every member listens (`127.0.0.1` unless [`Self::start_on`]).
+    address: String,
 }
 
 impl EtcdCluster {
@@ -62,7 +64,17 @@ impl EtcdCluster {
         Self::start_with(1, true)
     }
 
+    /// One member listening on `address` (e.g. the host end of a test's veth, so that a network
+    /// namespace reaches it).
+    pub fn start_on(address: &str) -> anyhow::Result<EtcdCluster> {
+        Self::start_with_on(1, false, address)
+    }
+
     fn start_with(n: usize, tls: bool) -> anyhow::Result<EtcdCluster> {
+        Self::start_with_on(n, tls, "127.0.0.1")
+    }
+
+    fn start_with_on(n: usize, tls: bool, address: &str) -> anyhow::Result<EtcdCluster> {
         check_installed()?;
         let dir = tempfile::Builder::new().prefix("ochopod-etcd-").tempdir().context("temp dir for etcd")?;
         let members = (0..n)
@@ -75,7 +87,7 @@ impl EtcdCluster {
             })
             .collect();
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut cluster = EtcdCluster { dir, members, token, tls };
+        let mut cluster = EtcdCluster { dir, members, token, tls, address: address.to_string() };
         if tls {
             cluster.make_certificates()?;
         }
@@ -91,7 +103,7 @@ impl EtcdCluster {
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}=http://{}:{}", m.name, self.address, m.peer_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -106,9 +118,10 @@ impl EtcdCluster {
         let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path(i))?;
         let m = &self.members[i];
         let scheme = if self.tls { "https" } else { "http" };
-        let client = format!("{scheme}://127.0.0.1:{}", m.client_port);
-        let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
+        let a = &self.address;
+        let client = format!("{scheme}://{a}:{}", m.client_port);
+        let peer = format!("http://{a}:{}", m.peer_port);
+        let metrics = format!("http://{a}:{}", m.metrics_port);
         let mut command = Command::new(BIN);
         if self.tls {
             let file = |name: &str| self.dir.path().join(name);
@@ -139,13 +152,14 @@ impl EtcdCluster {
 
     fn wait_healthy(&mut self, i: usize) -> anyhow::Result<()> {
         let port = self.members[i].metrics_port;
+        let address = self.address.clone();
         let res = wait::until_blocking("etcd to serve requests", Duration::from_secs(60), || {
             if let Some(c) = self.members[i].child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
                     return Err(format!("etcd exited early ({status})"));
                 }
             }
-            match health(port) {
+            match health(&address, port) {
                 Ok(body) if body.contains(r#""health":"true""#) => Ok(()),
                 Ok(body) => Err(format!("answered {body:?}")),
                 Err(e) => Err(e.to_string()),
@@ -160,9 +174,9 @@ impl EtcdCluster {
         Ok(())
     }
 
-    /// `127.0.0.1:<port>,…` of every member.
+    /// `<address>:<port>,…` of every member.
     pub fn endpoints(&self) -> String {
-        self.members.iter().map(|m| format!("127.0.0.1:{}", m.client_port)).collect::<Vec<_>>().join(",")
+        self.members.iter().map(|m| format!("{}:{}", self.address, m.client_port)).collect::<Vec<_>>().join(",")
     }
 
     /// `etcd://<every endpoint>/<prefix>` (`prefix` without its leading `/`), for `OCHOPOD_ETCD`;
@@ -242,9 +256,10 @@ impl Drop for EtcdCluster {
     }
 }
 
-/// `GET /health` on a member's client port.
-fn health(port: u16) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+/// `GET /health` on a member's metrics port.
+fn health(address: &str, port: u16) -> anyhow::Result<String> {
+    let addr = format!("{address}:{port}").parse().with_context(|| format!("bad address {address}"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut out = String::new();
