@@ -229,6 +229,19 @@ impl EtcdCluster {
         self.members[i].child.as_ref().map(Child::id)
     }
 
+    /// The index of the member that is the Raft leader now, asked of each running member.
+    pub async fn leader_index(&self) -> anyhow::Result<usize> {
+        for (i, m) in self.members.iter().enumerate().filter(|(_, m)| m.child.is_some()) {
+            let mut c = client(&format!("{}:{}", self.address, m.client_port)).await?;
+            let status = c.status().await?;
+            let me = status.header().map(|h| h.member_id()).context("a status without a header")?;
+            if status.leader() == me {
+                return Ok(i);
+            }
+        }
+        bail!("no member says it leads")
+    }
+
     /// Stops member `i` (SIGTERM, SIGKILL after 5 s); its data is kept for [`Self::restart_member`].
     pub fn stop_member(&mut self, i: usize) {
         if let Some(mut child) = self.members[i].child.take() {
