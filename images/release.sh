@@ -17,9 +17,10 @@
 #                                   maps 64 KiB around every page fault of the binary, so code
 #                                   touched here and there keeps most of the binary resident;
 #                                   packed, a pod keeps about its working set. The list is
-#                                   images/ochopod/hot-symbols.txt, made by images/hot-symbols.sh
-#                                   (a name it lists that the binary no longer has is skipped:
-#                                   a stale list costs memory, never correctness).
+#                                   images/ochopod/hot-symbols.txt, made by images/hot-symbols.sh,
+#                                   matched to the objects' symbols by images/link-ordered.sh (a
+#                                   dependency update renames symbols; a name it cannot match is
+#                                   skipped: a stale list costs memory, never correctness).
 #
 # Measured before and after each, with the commands, in bench/findings.md. `cargo build
 # --release` alone still builds a working binary, only a heavier one.
@@ -30,6 +31,8 @@ cargo=${CARGO:-cargo}
 order=$root/images/ochopod/hot-symbols.txt
 flags=(-C target-feature=+crt-static -C relocation-model=static)
 if [ -s "$order" ]; then
-  flags+=(-C "link-arg=-Wl,--symbol-ordering-file=$order" -C link-arg=-Wl,--no-warn-symbol-ordering)
+  # The list's names are matched to the objects' symbols at link time (images/link-ordered.sh).
+  flags+=(-C "linker=$root/images/link-ordered.sh"
+          -C "link-arg=--ochopod-hot-symbols=$order:$(sha256sum < "$order" | cut -c1-16)")
 fi
 $cargo rustc --release -p ochopod --bin ochopod -- "${flags[@]}" "$@"
