@@ -24,6 +24,7 @@ pub fn to_display_yaml(s: &Settings) -> String {
                 ("session_timeout", dur(s.zk.session_timeout)),
             ]),
         ),
+        ("coordination", coordination(&s.coordination)),
         ("binding", serde_yaml::to_value(s.binding).unwrap_or(Value::Null)),
         ("debug", s.debug.into()),
         ("application", s.application.clone().into()),
@@ -35,6 +36,22 @@ pub fn to_display_yaml(s: &Settings) -> String {
         ("control", control(&s.control)),
     ]);
     serde_yaml::to_string(&root).unwrap_or_else(|e| format!("# cannot show the settings: {e}\n"))
+}
+
+/// `zookeeper` (the `zk` settings), or the etcd target as registered: hosts, prefix and TLS
+/// files, whether there are credentials, never what they are.
+fn coordination(c: &crate::Coordination) -> Value {
+    match c {
+        crate::Coordination::ZooKeeper => "zookeeper".into(),
+        crate::Coordination::Etcd(e) => map([(
+            "etcd",
+            map([
+                ("target", e.target.redacted().into()),
+                ("auth", e.target.credentials.as_ref().map_or(Value::Null, |_| "user (hidden)".into())),
+                ("lease_ttl", dur(e.lease_ttl)),
+            ]),
+        )]),
+    }
 }
 
 fn map<const N: usize>(entries: [(&str, Value); N]) -> Value {

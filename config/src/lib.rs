@@ -76,29 +76,13 @@ pub fn process_env() -> Env {
 
 /// Read, parse and validate a declaration, applying the environment overrides.
 pub fn load(path: &Path, env: &Env) -> Result<Settings, ConfigError> {
-    load_with_coordination(path, env).map(|(settings, _)| settings)
-}
-
-/// [`load`], plus which store the pod coordinates through (`coordination:`, `OCHOPOD_ETCD`).
-/// Kept beside [`Settings`] rather than in it, so that the settings' shape (built literally by
-/// tests and bindings) does not change with a second backend.
-pub fn load_with_coordination(path: &Path, env: &Env) -> Result<(Settings, Coordination), ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::file(&path.display().to_string(), format!("cannot read the pod declaration: {e}")))?;
-    parse_str_with_coordination(path, &text, env)
+    parse_str(path, &text, env)
 }
 
 /// Same as [`load`] for YAML text already read (`source` names it in errors).
 pub fn parse_str(source: &Path, text: &str, env: &Env) -> Result<Settings, ConfigError> {
-    parse_str_with_coordination(source, text, env).map(|(settings, _)| settings)
-}
-
-/// Same as [`load_with_coordination`] for YAML text already read.
-pub fn parse_str_with_coordination(
-    source: &Path,
-    text: &str,
-    env: &Env,
-) -> Result<(Settings, Coordination), ConfigError> {
     let file = source.display().to_string();
     guard::check(text).map_err(|(line, column, message)| ConfigError {
         file: file.clone(),

@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn coordination_comes_from_the_env_then_the_declaration_with_positions() {
         let load = |yaml: &str, env_pairs: &[(&str, &str)]| {
-            crate::parse_str_with_coordination(Path::new("pod.yaml"), yaml, &env(env_pairs)).map(|(_, c)| c)
+            crate::parse_str(Path::new("pod.yaml"), yaml, &env(env_pairs)).map(|s| s.coordination)
         };
         assert_eq!(load("cluster: c", &[]).unwrap(), crate::Coordination::ZooKeeper);
         let crate::Coordination::Etcd(e) = load("cluster: c\ncoordination: etcd://h:2379/x", &[]).unwrap() else {

@@ -18,6 +18,10 @@ pub struct Settings {
     /// (`ports[port]`) in local mode, where several pods share one host.
     pub port: u16,
     pub zk: ZkSettings,
+    /// Which store the pod coordinates through: ZooKeeper (`zk`, the default) or etcd
+    /// (`coordination:`, `OCHOPOD_ETCD`); shown by `validate` without credentials.
+    #[serde(skip)]
+    pub coordination: crate::Coordination,
     pub binding: BindingKind,
     pub debug: bool,
     /// Container port → host port: every port the pod exposes (the control port always

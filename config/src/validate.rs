@@ -60,7 +60,7 @@ impl Ctx<'_> {
     }
 }
 
-pub(crate) fn validate(source: &Path, text: &str, mut raw: RawPod, env: &Env) -> Result<(Settings, Coordination)> {
+pub(crate) fn validate(source: &Path, text: &str, mut raw: RawPod, env: &Env) -> Result<Settings> {
     let ctx = Ctx {
         file: source.display().to_string(),
         text,
@@ -140,6 +140,7 @@ pub(crate) fn validate(source: &Path, text: &str, mut raw: RawPod, env: &Env) ->
         namespace,
         port,
         zk,
+        coordination,
         binding,
         debug: ov.debug.or(raw.debug).unwrap_or(false),
         ports,
@@ -152,7 +153,7 @@ pub(crate) fn validate(source: &Path, text: &str, mut raw: RawPod, env: &Env) ->
         control,
         warnings,
     };
-    Ok((settings, coordination))
+    Ok(settings)
 }
 
 /// `OCHOPOD_ETCD` (non-empty) wins over `coordination:`; neither means ZooKeeper. The lease

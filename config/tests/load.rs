@@ -36,6 +36,7 @@ fn minimal_declaration_gets_every_default() {
             target: ZkTarget { hosts: defaults::ZK.into(), chroot: None, digest: None },
             session_timeout: defaults::session_timeout(),
         },
+        coordination: Coordination::ZooKeeper,
         binding: BindingKind::Auto,
         debug: false,
         ports: BTreeMap::from([(8080, 8080)]),
@@ -349,6 +350,28 @@ fn display_yaml_reads_like_the_declaration() {
     assert_eq!(v["files"][0]["mode"].as_str(), Some("0644"));
     assert_eq!(v["ports"][2888].as_u64(), Some(2888));
     assert_eq!(v["binding"].as_str(), Some("local"));
+}
+
+/// `ochopod validate` says which store the pod coordinates through, etcd's credentials hidden
+/// as ZooKeeper's are.
+#[test]
+fn display_yaml_names_the_coordination_store_without_credentials() {
+    let v = |s: &Settings| serde_yaml::from_str::<serde_yaml::Value>(&to_display_yaml(s)).unwrap();
+    assert_eq!(v(&parse("cluster: c", &Env::new()).unwrap())["coordination"].as_str(), Some("zookeeper"));
+    let secret = "etcd-s3cret-fixture";
+    for s in [
+        parse(&format!("cluster: c\ncoordination: etcd://root:{secret}@10.0.0.1:2379/p"), &Env::new()).unwrap(),
+        parse("cluster: c", &env(&[("OCHOPOD_ETCD", &format!("etcd://root:{secret}@10.0.0.1:2379/p"))])).unwrap(),
+    ] {
+        let shown = to_display_yaml(&s);
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(!format!("{s:?}").contains(secret));
+        assert!(!serde_json::to_string(&s).unwrap().contains(secret));
+        let etcd = &v(&s)["coordination"]["etcd"];
+        assert_eq!(etcd["target"].as_str(), Some("etcd://10.0.0.1:2379/p"), "{shown}");
+        assert_eq!(etcd["auth"].as_str(), Some("user (hidden)"));
+        assert_eq!(etcd["lease_ttl"].as_str(), Some("15s"));
+    }
 }
 
 /// The ZooKeeper password of a declaration is in none of the places settings are shown: load

@@ -14,6 +14,7 @@ pub fn settings(command: Option<&str>) -> Settings {
         namespace: "test".into(),
         port: 8080,
         zk: ZkSettings { target: ZkTarget::parse("127.0.0.1:2181").unwrap(), session_timeout: Duration::from_secs(15) },
+        coordination: Default::default(),
         binding: BindingKind::Local,
         debug: false,
         ports: BTreeMap::from([(8080, 8080)]),

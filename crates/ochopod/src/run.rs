@@ -31,8 +31,8 @@ use crate::cli::{LogFormat, RunArgs};
 
 pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
     let env = ochopod_config::process_env();
-    let (settings, coordination) = match ochopod_config::load_with_coordination(&args.pod, &env) {
-        Ok((s, c)) => (Arc::new(s), c),
+    let settings = match ochopod_config::load(&args.pod, &env) {
+        Ok(s) => Arc::new(s),
         Err(e) => {
             eprintln!("ochopod: {e}");
             return ExitCode::from(2);
@@ -43,7 +43,7 @@ pub fn main(args: RunArgs, verbose: u8, format: LogFormat) -> ExitCode {
     keep();
     ochopod_proc::reaper::install();
 
-    actix::System::new().block_on(run(settings, coordination, ring))
+    actix::System::new().block_on(run(settings, ring))
 }
 
 /// Mark everything this run will start with a fresh cookie and, unless we are PID 1 (whose
@@ -93,11 +93,7 @@ fn executor_bound(settings: &ochopod_config::Settings) -> Duration {
 /// After the executor's `SIGTERM`, how long leftovers get before `SIGKILL`.
 const SWEEP_GRACE: Duration = Duration::from_secs(2);
 
-async fn run(
-    settings: Arc<ochopod_config::Settings>,
-    coordination: ochopod_config::Coordination,
-    ring: LogRing,
-) -> ExitCode {
+async fn run(settings: Arc<ochopod_config::Settings>, ring: LogRing) -> ExitCode {
     // The handlers come first: as PID 1 an unhandled SIGTERM is ignored by the kernel, and
     // resolving the platform may wait on a metadata service.
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
@@ -136,7 +132,7 @@ async fn run(
         None => settings,
     };
     // On etcd the registration names the etcd target (without credentials), as it is registered.
-    if let ochopod_config::Coordination::Etcd(etcd) = &coordination {
+    if let ochopod_config::Coordination::Etcd(etcd) = &settings.coordination {
         placement.registration.zk = etcd.target.registered();
     }
     let key = uuid::Uuid::new_v4().to_string();
@@ -179,9 +175,9 @@ async fn run(
         events.clone(),
         vec![leader.clone().recipient()],
     );
-    let session = match coordination {
+    let session = match &settings.coordination {
         ochopod_config::Coordination::ZooKeeper => session,
-        ochopod_config::Coordination::Etcd(etcd) => session.on_etcd(etcd),
+        ochopod_config::Coordination::Etcd(etcd) => session.on_etcd(etcd.clone()),
     }
     .start();
 

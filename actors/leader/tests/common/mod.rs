@@ -56,6 +56,7 @@ pub fn settings(namespace: &str, cluster: &str, damper: Duration) -> Settings {
             target: ochopod_config::ZkTarget::parse("127.0.0.1:2181").unwrap(),
             session_timeout: Duration::from_secs(10),
         },
+        coordination: Default::default(),
         binding: BindingKind::Local,
         debug: false,
         ports: BTreeMap::new(),
