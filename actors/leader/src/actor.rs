@@ -724,7 +724,7 @@ impl RoundFailure {
             RoundFailure::Zk(e) | RoundFailure::EpochNotRaised { error: e, .. } if e.is_fenced() => {
                 RoundFailureKind::Fenced
             }
-            RoundFailure::Zk(_) | RoundFailure::EpochNotRaised { .. } => RoundFailureKind::Zookeeper,
+            RoundFailure::Zk(e) | RoundFailure::EpochNotRaised { error: e, .. } => e.kind(),
             RoundFailure::Internal(_) => RoundFailureKind::Internal,
         }
     }

@@ -25,6 +25,14 @@ pub enum CoordError {
 }
 
 impl CoordError {
+    /// Which store failed, as `/events` and `/metrics` name it.
+    pub fn kind(&self) -> ochopod_core::events::RoundFailureKind {
+        match self {
+            CoordError::Zk(_) => ochopod_core::events::RoundFailureKind::Zookeeper,
+            CoordError::Etcd(_) => ochopod_core::events::RoundFailureKind::Etcd,
+        }
+    }
+
     /// The write was refused because our lock is gone: we are not the leader.
     pub fn is_fenced(&self) -> bool {
         match self {
@@ -130,5 +138,27 @@ impl Fence for CoordFence {
             CoordFence::Zk(f) => f.holds().await,
             CoordFence::Etcd(f) => f.holds().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ochopod_core::events::RoundFailureKind;
+
+    use super::CoordError;
+
+    /// `/events` and `/metrics` name the store that failed a round's write, not always ZooKeeper.
+    #[test]
+    fn a_store_error_is_named_after_its_store() {
+        let etcd =
+            CoordError::Etcd(ochopod_etcd::EtcdError::Timeout { op: "txn", key: "k".into(), after: Duration::ZERO });
+        assert_eq!(etcd.kind(), RoundFailureKind::Etcd);
+        assert_eq!(etcd.kind().name(), "etcd");
+        let zk = CoordError::Zk(ochopod_zk::ZkError::ConnectTimeout { target: "h:2181".into(), after: Duration::ZERO });
+        assert_eq!(zk.kind().name(), "zookeeper");
+        assert!(!etcd.is_fenced() && !zk.is_fenced());
+        assert!(CoordError::Etcd(ochopod_etcd::EtcdError::Fenced { lock: "l".into() }).is_fenced());
     }
 }

@@ -85,12 +85,14 @@ pub enum RoundFailureKind {
     NoControlPort,
     /// ZooKeeper failed the round's last step (writing `snapshot` and `hash`).
     Zookeeper,
+    /// etcd failed the round's last step (the pods coordinate through etcd).
+    Etcd,
     /// The round's own task failed (a bug).
     Internal,
 }
 
 impl RoundFailureKind {
-    pub const ALL: [RoundFailureKind; 11] = [
+    pub const ALL: [RoundFailureKind; 12] = [
         RoundFailureKind::Timeout,
         RoundFailureKind::Refused,
         RoundFailureKind::HookFailed,
@@ -101,6 +103,7 @@ impl RoundFailureKind {
         RoundFailureKind::Fenced,
         RoundFailureKind::NoControlPort,
         RoundFailureKind::Zookeeper,
+        RoundFailureKind::Etcd,
         RoundFailureKind::Internal,
     ];
 
@@ -117,6 +120,7 @@ impl RoundFailureKind {
             RoundFailureKind::Fenced => "fenced",
             RoundFailureKind::NoControlPort => "no_control_port",
             RoundFailureKind::Zookeeper => "zookeeper",
+            RoundFailureKind::Etcd => "etcd",
             RoundFailureKind::Internal => "internal",
         }
     }
