@@ -8,11 +8,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::portal::Served;
 use common::*;
-use ochopod_integration::ports::free_port;
 use ochopod_platform::kubernetes::fake::FakeApi;
 use ochopod_platform::kubernetes::Kubernetes;
 use ochopod_platform::{Platform, Spec};
@@ -20,63 +20,6 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "portal-s3cret";
 const LABEL: (&str, &str) = ("org.ochopod.test", "kube");
-
-struct Portal {
-    child: Child,
-    url: String,
-    dir: tempfile::TempDir,
-}
-
-impl Portal {
-    fn start(zk: &ZkServer, fake: &FakeApi) -> Portal {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = fake.kubeconfig(dir.path(), "team");
-        let api = free_port();
-        let log = std::fs::File::create(dir.path().join("portal.log")).unwrap();
-        let child = Command::new(BIN)
-            .args(["portal", "--platform", "kubernetes", "--listen", &format!("127.0.0.1:{api}")])
-            .args(["--namespace", "test", "--label", &format!("{}={}", LABEL.0, LABEL.1)])
-            .env("OCHOPOD_ZK", zk.connect_string())
-            .env("OCHOPOD_PORTAL_TOKEN", TOKEN)
-            .env("KUBECONFIG", kubeconfig)
-            .env("PORT_8080", free_port().to_string())
-            .env("OCHOPOD_PLATFORM_ROOT", dir.path())
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .env_remove("OCHOPOD_TOKEN")
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start the portal");
-        Portal { child, url: format!("http://127.0.0.1:{api}"), dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("portal.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Portal {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = ochopod_integration::wait::until_blocking("the portal to exit", Duration::from_secs(20), || match self
-            .child
-            .try_wait()
-        {
-            Ok(Some(_)) => Ok(()),
-            _ => Err("running".to_string()),
-        });
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- portal log:\n{}", self.log());
-        }
-    }
-}
 
 async fn call(http: &reqwest::Client, url: &str, route: &str, body: Option<Value>) -> (u16, Value) {
     let req = match body {
@@ -100,20 +43,19 @@ fn calls(fake: &FakeApi, from: usize) -> Vec<String> {
 async fn the_portal_deploys_scales_and_deletes_through_the_kubernetes_api() {
     let zk = ZkServer::start().expect("ZooKeeper");
     let fake = FakeApi::start("k8s-t0ken");
-    let portal = Portal::start(&zk, &fake);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path(), "team");
+    let label = format!("{}={}", LABEL.0, LABEL.1);
+    let portal = Served::portal_in(
+        dir,
+        &zk,
+        TOKEN,
+        &["--platform", "kubernetes", "--label", &label],
+        &[("KUBECONFIG", kubeconfig.display().to_string())],
+    );
+    portal.ready().await;
     let http = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap();
     let url = portal.url.clone();
-    wait::until("the portal to serve", Duration::from_secs(40), || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            match http.get(format!("{url}/healthz")).send().await {
-                Ok(r) if r.status() == 200 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", portal.log()));
 
     // The platform answers (no more 501): the portal asked the API server at start.
     let (code, body) = call(&http, &url, "/v1/platform", None).await;

@@ -5,6 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use ochopod_api::Info;
+
+pub mod pki;
+pub mod portal;
 pub use ochopod_integration::pods::{Pod, PodSpec};
 pub use ochopod_integration::zk::ZkServer;
 #[allow(unused_imports)]
