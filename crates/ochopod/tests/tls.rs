@@ -4,55 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::pki::pki;
 use common::*;
 use ochopod_api::{ClientError, PodClient};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{json, Value};
-
-/// Files of a test PKI, in a temp dir.
-struct Pki {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-    other_ca: PathBuf,
-}
-
-fn self_signed_ca(name: &str) -> (rcgen::Certificate, KeyPair) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    (params.self_signed(&key).unwrap(), key)
-}
-
-/// A cluster CA and one pod certificate it signed (IP SAN 127.0.0.1, shared by the test's pods),
-/// plus an unrelated CA.
-fn pki() -> Pki {
-    let dir = tempfile::Builder::new().prefix("ochopod-tls-").tempdir().unwrap();
-    let (ca, ca_key) = self_signed_ca("ochopod test ca");
-    let (other, _) = self_signed_ca("someone else");
-    let pod_key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "ochopod test pod");
-    let pod = params.signed_by(&pod_key, &ca, &ca_key).unwrap();
-    let write = |name: &str, pem: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p
-    };
-    Pki {
-        ca: write("ca.pem", ca.pem()),
-        cert: write("pod-cert.pem", pod.pem()),
-        key: write("pod-key.pem", pod_key.serialize_pem()),
-        other_ca: write("other-ca.pem", other.pem()),
-        _dir: dir,
-    }
-}
 
 fn tls_yaml(cluster: &str, cert: &Path, key: &Path, ca: Option<&Path>) -> String {
     let ca = ca.map(|c| format!(", ca: {}", c.display())).unwrap_or_default();
@@ -171,4 +130,69 @@ async fn pods_sharing_a_self_signed_certificate_trust_it_without_a_ca() {
     let yaml = tls_yaml("shared", &cert, &key, None);
     let pods: Vec<Pod> = (0..3).map(|_| start_pod(&zk, &yaml)).collect();
     wait_settled_tls(&pods, &PodClient::with_tls(None, &cert).unwrap(), 3).await;
+}
+
+/// The portal's event hub follows pods that serve their control API over HTTPS, verified with the
+/// portal's `--ca` as the tools verify them: `GET /v1/events` relays their events and
+/// `GET /v1/dashboard` shows their `/info`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_follows_the_events_of_tls_pods() {
+    const TOKEN: &str = "portal-s3cret";
+    let pki = pki();
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let yaml = tls_yaml("web", &pki.cert, &pki.key, Some(&pki.ca));
+    let pods: Vec<Pod> = (0..2).map(|_| start_pod(&zk, &yaml)).collect();
+    wait_settled_tls(&pods, &PodClient::with_tls(None, &pki.ca).unwrap(), 2).await;
+    let ca = pki.ca.to_str().unwrap();
+    let portal = common::portal::Served::portal(&zk, TOKEN, &["--platform", "none", "--ca", ca], &[]);
+    portal.ready().await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = portal.url.clone();
+
+    let mut stream = http.get(format!("{url}/v1/events?clusters=web")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let mut read_until = async |what: &str, done: &dyn Fn(&str) -> bool| {
+        let got = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+                if done(&seen) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(got, Ok(true), "{what}; seen: {seen}\n{}", portal.log());
+    };
+    // Both pods followed (the hub says so once a pod's /events answered), no TLS warning.
+    read_until("both pods followed", &|s| {
+        s.lines().filter(|l| l.contains("\"watching\":true") && l.contains("test.web #")).count() >= 2
+    })
+    .await;
+    let reconfigure = http
+        .post(format!("{url}/v1/reconfigure"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"clusters": ["web"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reconfigure.status(), 200);
+    read_until("the round's events from the TLS pods", &|s| {
+        s.lines().any(|l| l.contains("\"event\":\"round\"") && l.contains("test.web #"))
+    })
+    .await;
+    drop(stream);
+    assert!(!seen.contains("control.tls"), "{seen}");
+
+    // The dashboard's state: each pod's /info, read over TLS.
+    let (code, state) = portal.get("/v1/dashboard?clusters=web", TOKEN).await;
+    assert_eq!(code, 200, "{state}");
+    let web = &state["clusters"][0];
+    assert_eq!(
+        (web["cluster"].as_str(), web["running"].as_u64(), web["total"].as_u64()),
+        (Some("test.web"), Some(2), Some(2)),
+        "{state}"
+    );
+    assert!(web["leader"].as_str().is_some_and(|l| l.starts_with("test.web #")), "{state}");
 }

@@ -11,12 +11,16 @@
 //! `/v1/deploy|scale|delete|platform` drive the platform ([`deploy`], `ochopod-platform`), and
 //! `/` is the live dashboard ([`dashboard`]), also served alone by `ochopod dashboard`.
 //! The portal reaches ZooKeeper (`--zk`) and the pods (their token: `--pod-token-file` or
-//! `OCHOPOD_TOKEN`; their CA: `--ca`); its clients need only the portal.
+//! `OCHOPOD_TOKEN`; their CA: `--ca`); its clients need only the portal. The portal pod's own
+//! control API takes the pods' token (else the portal's), like any pod's.
 
 pub mod dashboard;
 pub mod deploy;
 mod events;
+mod follow;
+mod hub;
 mod server;
+pub(crate) mod stream;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -113,20 +117,57 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
         argv.push(a);
     }
     let command = shell_words::join(&argv).replace("{{", "{{ '{{' }}").replace("{%", "{{ '{%' }}");
+    // The pod's control API is behind a token like any pod's: the pods' (`--pod-token-file`,
+    // `OCHOPOD_TOKEN`), else the portal's own, so that it is never open.
+    let token =
+        [(args.pod_token_file.as_deref(), "OCHOPOD_TOKEN"), (args.token_file.as_deref(), "OCHOPOD_PORTAL_TOKEN")]
+            .into_iter()
+            .map(|(file, env)| server::read_token(file, env))
+            .find(|t| !matches!(t, Ok(t) if t.is_empty()));
+    let token = match token {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            eprintln!("ochopod portal: {e}");
+            return ExitCode::from(2);
+        }
+        None => {
+            eprintln!(
+                "ochopod portal: the portal needs a token for its clients: --token-file PATH or OCHOPOD_PORTAL_TOKEN"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    // The server runs where the command was given, so that relative paths (--tls-cert…) hold.
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let declaration = format!(
-        "cluster: portal\nnamespace: {ns}\nzk: {zk}\nport: {control}\nports: [{api}]\nprocess:\n  command: {command}\n  pipe_output: true\n",
+        "cluster: portal\nnamespace: {ns}\nzk: {zk}\nport: {control}\nports: [{api}]\n\
+         control:\n  token_file: control-token\nprocess:\n  command: {command}\n  cwd: {cwd}\n  pipe_output: true\n",
         ns = serde_json::to_string(&args.namespace).unwrap_or_default(),
         zk = serde_json::to_string(&args.zk).unwrap_or_default(),
         control = args.control_port,
         api = args.listen.port(),
         command = serde_json::to_string(&command).unwrap_or_default(),
+        cwd = serde_json::to_string(&cwd.display().to_string()).unwrap_or_default(),
     );
     let dir = std::env::temp_dir().join(format!("ochopod-portal-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("pod.yaml"), &declaration)) {
+    if let Err(e) = write_private(&dir, &declaration, &token) {
         eprintln!("ochopod portal: cannot write its declaration in {}: {e}", dir.display());
         return ExitCode::from(1);
     }
     let code = crate::run::main(RunArgs { pod: dir.join("pod.yaml") }, verbose, format);
     let _ = std::fs::remove_dir_all(&dir);
     code
+}
+
+/// The pod's folder, readable by its owner only, with its declaration and its control token.
+fn write_private(dir: &std::path::Path, declaration: &str, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::write(dir.join("pod.yaml"), declaration)?;
+    let path = dir.join("control-token");
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    file.write_all(token.as_bytes())
 }

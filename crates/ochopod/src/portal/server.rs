@@ -5,6 +5,7 @@
 //! input (what is wrong, said plainly), 404 for what does not exist (naming what does), 5xx
 //! when ZooKeeper or the platform failed.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -91,19 +92,29 @@ impl actix_web::FromRequest for Authorized {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let portal = req.app_data::<web::Data<Portal>>();
-        let presented = req.headers().get("authorization").and_then(|v| v.to_str().ok());
-        let ok = portal.is_some_and(|p| token_matches(&p.token, presented));
-        std::future::ready(if ok {
-            Ok(Authorized)
-        } else {
-            Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong bearer token (Authorization: Bearer <token>)",
-            ))
-        })
+        std::future::ready(authorize(req, false).map(|_| Authorized))
     }
+}
+
+/// Whether the request carried the portal's token (`Ok(true)`), or may read without it
+/// (`open_reads`: `Ok(false)`); otherwise the 401 every route answers.
+pub fn authorize(req: &HttpRequest, open_reads: bool) -> Result<bool, ApiError> {
+    let presented = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let token = req.app_data::<web::Data<Portal>>().is_some_and(|p| token_matches(&p.token, presented));
+    if token || open_reads {
+        Ok(token)
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token (Authorization: Bearer <token>)",
+        ))
+    }
+}
+
+/// Comma-separated cluster globs (every cluster when absent or empty).
+pub fn globs_of(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or("").split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect()
 }
 
 /// No token expected (a read-only `ochopod dashboard`) matches nothing.
@@ -139,7 +150,11 @@ async fn tool(
         return Err(not_found(&format!("no tool {name:?}")));
     }
     let request: ToolRequest = body(&bytes)?;
+    let follow = name == "log" && request.follow;
     let tool = tool_of(&name, request, portal.common.clone())?;
+    if follow {
+        return super::follow::log(tool).await;
+    }
     match crate::tools::report(tool).await {
         Ok(report) => Ok(HttpResponse::Ok().json(ToolReply::of(&*report))),
         Err(ToolError::NoCluster(globs)) => {
@@ -164,6 +179,7 @@ fn routes() -> Vec<String> {
             "POST /v1/delete",
             "GET /v1/platform",
             "GET /healthz",
+            "POST /v1/log with \"follow\": true (a stream of JSON lines)",
             "GET / (the dashboard)",
             "GET /v1/dashboard",
             "GET /v1/dashboard/events",
@@ -175,7 +191,7 @@ fn routes() -> Vec<String> {
 }
 
 async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"ok": true}))
+    HttpResponse::Ok().json(json!({"ok": true, "log_follows": super::follow::open()}))
 }
 
 async fn fallback(req: HttpRequest) -> HttpResponse {
@@ -199,41 +215,121 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(fallback));
 }
 
-fn read_token(args: &PortalArgs) -> Result<String, String> {
-    let token = match &args.token_file {
+/// The token in `file` (trimmed), else in the variable `env`; empty when neither has one.
+pub fn read_token(file: Option<&Path>, env: &str) -> Result<String, String> {
+    let token = match file {
         Some(path) => std::fs::read_to_string(path).map_err(|e| format!("--token-file {}: {e}", path.display()))?,
-        None => std::env::var("OCHOPOD_PORTAL_TOKEN").unwrap_or_default(),
+        None => std::env::var(env).unwrap_or_default(),
     };
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        return Err("the portal needs a token for its clients: --token-file PATH or OCHOPOD_PORTAL_TOKEN".into());
+    Ok(token.trim().to_string())
+}
+
+/// What the tools run with in a server: ZooKeeper (checked), the pods' token file and CA.
+pub fn common(zk: &str, pod_token_file: Option<PathBuf>, ca: Option<PathBuf>) -> Result<Common, String> {
+    ochopod_config::ZkTarget::parse(zk).map_err(|e| format!("--zk {zk}: {e}"))?;
+    Ok(Common {
+        zk: zk.to_string(),
+        token_file: pod_token_file,
+        ca,
+        json: true,
+        pod_timeout: std::time::Duration::from_secs(5),
+        portal: None,
+    })
+}
+
+/// Logs to stderr at `level` unless `RUST_LOG` says otherwise.
+pub fn init_logs(level: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
+        .init();
+}
+
+/// Serves the routes (HTTPS with `tls`) on the portal's `--listen` until SIGTERM or SIGINT:
+/// what `ochopod portal --serve` and `ochopod dashboard` run. `open_reads`: the dashboard's data
+/// without the token. `banner` is said on stderr once listening.
+pub async fn serve(
+    what: &str,
+    portal: Portal,
+    open_reads: bool,
+    tls: Option<ochopod_config::Tls>,
+    banner: String,
+) -> ExitCode {
+    let listen = portal.args.listen;
+    let tls = match tls.map(|t| ochopod_control::tls::server_config(&t)).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{what}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let portal = web::Data::new(portal);
+    let open = web::Data::new(super::dashboard::OpenReads);
+    let server = HttpServer::new(move || {
+        let app = App::new().app_data(portal.clone());
+        let app = if open_reads { app.app_data(open.clone()) } else { app };
+        app.configure(configure)
+    })
+    .workers(2)
+    // Event and log streams never end by themselves: a stop waits this long for them.
+    .shutdown_timeout(5)
+    .disable_signals();
+    let server = match tls {
+        Some(config) => server.bind_rustls_0_23(listen, config),
+        None => server.bind(listen),
+    };
+    let server = match server {
+        Ok(s) => s.run(),
+        Err(e) => {
+            eprintln!("{what}: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(%listen, "serving");
+    if !banner.is_empty() {
+        eprintln!("{banner}");
     }
-    Ok(token)
+    let handle = server.handle();
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
+        }
+        handle.stop(true).await;
+    };
+    tokio::select! {
+        r = server => if let Err(e) = r { eprintln!("{what}: {e}"); return ExitCode::from(1); },
+        _ = stop => {},
+    }
+    ExitCode::SUCCESS
 }
 
 pub fn main(args: PortalArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
-    let token = match read_token(&args) {
-        Ok(t) => t,
+    init_logs("info");
+    let token = match read_token(args.token_file.as_deref(), "OCHOPOD_PORTAL_TOKEN") {
+        Ok(t) if !t.is_empty() => t,
+        Ok(_) => {
+            eprintln!(
+                "ochopod portal: the portal needs a token for its clients: --token-file PATH or OCHOPOD_PORTAL_TOKEN"
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("ochopod portal: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = ochopod_config::ZkTarget::parse(&args.zk) {
-        eprintln!("ochopod portal: --zk {}: {e}", args.zk);
-        return ExitCode::from(2);
-    }
-    let common = Common {
-        zk: args.zk.clone(),
-        token_file: args.pod_token_file.clone(),
-        ca: args.ca.clone(),
-        json: true,
-        pod_timeout: std::time::Duration::from_secs(5),
-        portal: None,
+    let common = match common(&args.zk, args.pod_token_file.clone(), args.ca.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ochopod portal: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(ochopod_config::Tls { cert: cert.clone(), key: key.clone(), ca: None }),
+        _ => None,
     };
     actix_web::rt::System::new().block_on(async move {
         let platform = match super::deploy::platform(&args).await {
@@ -243,50 +339,8 @@ pub fn main(args: PortalArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let listen = args.listen;
-        let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => {
-                let tls = ochopod_config::Tls { cert: cert.clone(), key: key.clone(), ca: None };
-                match ochopod_control::tls::server_config(&tls) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        eprintln!("ochopod portal: {e}");
-                        return ExitCode::from(1);
-                    }
-                }
-            }
-            _ => None,
-        };
-        let portal = web::Data::new(Portal { token, common, args, platform });
-        let server = HttpServer::new(move || App::new().app_data(portal.clone()).configure(configure))
-            .workers(2)
-            .disable_signals();
-        let server = match tls {
-            Some(config) => server.bind_rustls_0_23(listen, config),
-            None => server.bind(listen),
-        };
-        let server = match server {
-            Ok(s) => s.run(),
-            Err(e) => {
-                eprintln!("ochopod portal: cannot listen on {listen}: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        tracing::info!(%listen, "portal serving");
-        let handle = server.handle();
-        let stop = async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {},
-            }
-            handle.stop(true).await;
-        };
-        tokio::select! {
-            r = server => if let Err(e) = r { eprintln!("ochopod portal: {e}"); return ExitCode::from(1); },
-            _ = stop => {},
-        }
-        ExitCode::SUCCESS
+        let portal = Portal { token, common, args, platform };
+        serve("ochopod portal", portal, false, tls, String::new()).await
     })
 }
 

@@ -99,6 +99,68 @@ pub enum Event {
     Warning(String),
 }
 
+impl Event {
+    /// As a portal streams it to `log -f --portal` (one JSON object a line); [`Event::from_wire`]
+    /// reads it back, the same event, so the CLI prints what it prints without a portal.
+    pub fn to_wire(&self) -> Value {
+        match self {
+            Event::Line { pod, line } => json!({"pod": pod, "line": line}),
+            Event::Joined { pod } => json!({"pod": pod, "joined": true}),
+            Event::Left { pod } => json!({"pod": pod, "left": true}),
+            Event::Failing { pod, failure } => json!({"pod": pod, "failing": failure_to_wire(failure)}),
+            Event::Back { pod } => json!({"pod": pod, "back": true}),
+            Event::Warning(w) => json!({"warning": w}),
+        }
+    }
+
+    pub fn from_wire(v: &Value) -> Option<Event> {
+        if let Some(w) = v["warning"].as_str() {
+            return Some(Event::Warning(w.to_string()));
+        }
+        let pod = v["pod"].as_str()?.to_string();
+        Some(if let Some(line) = v["line"].as_str() {
+            Event::Line { pod, line: line.to_string() }
+        } else if v["joined"] == true {
+            Event::Joined { pod }
+        } else if v["left"] == true {
+            Event::Left { pod }
+        } else if v["back"] == true {
+            Event::Back { pod }
+        } else {
+            Event::Failing { pod, failure: failure_from_wire(&v["failing"])? }
+        })
+    }
+}
+
+fn failure_to_wire(f: &Failure) -> Value {
+    let kind = f.kind();
+    match f {
+        Failure::NoAddress => json!({"kind": kind}),
+        Failure::Invalid(why) | Failure::Unreachable(why) | Failure::BadReply(why) => json!({"kind": kind, "why": why}),
+        Failure::Timeout(t) => json!({"kind": kind, "ms": t.as_millis() as u64}),
+        Failure::Http { code, error } => json!({"kind": kind, "code": code, "error": error}),
+        Failure::TooLarge(limit) => json!({"kind": kind, "limit": limit}),
+        Failure::Unpublished(port) => json!({"kind": kind, "port": port}),
+    }
+}
+
+fn failure_from_wire(v: &Value) -> Option<Failure> {
+    let why = || v["why"].as_str().map(String::from);
+    Some(match v["kind"].as_str()? {
+        "no-address" => Failure::NoAddress,
+        "invalid-registration" => Failure::Invalid(why()?),
+        "unreachable" => Failure::Unreachable(why()?),
+        "bad-reply" => Failure::BadReply(why()?),
+        "timeout" => Failure::Timeout(Duration::from_millis(v["ms"].as_u64()?)),
+        "http" => {
+            Failure::Http { code: u16::try_from(v["code"].as_u64()?).ok()?, error: v["error"].as_str()?.to_string() }
+        }
+        "too-large" => Failure::TooLarge(usize::try_from(v["limit"].as_u64()?).ok()?),
+        "unpublished" => Failure::Unpublished(u16::try_from(v["port"].as_u64()?).ok()?),
+        _ => return None,
+    })
+}
+
 /// How long one look for joined and departed pods may take before this poll goes on without it.
 const LOOKUP_LIMIT: Duration = Duration::from_secs(5);
 
@@ -354,6 +416,31 @@ mod tests {
         let state: Vec<(String, Option<Vec<String>>, bool)> =
             pods.into_iter().map(|f| (f.pod.key(), f.seen, f.fresh)).collect();
         assert_eq!(state, [("t.web #1".into(), Some(lines(&["x"])), false), ("t.web #3".into(), None, true)]);
+    }
+
+    #[test]
+    fn events_come_back_from_the_wire_as_they_left() {
+        let pod = || "t.web #1".to_string();
+        for e in [
+            Event::Line { pod: pod(), line: "a \"quoted\" line".into() },
+            Event::Joined { pod: pod() },
+            Event::Left { pod: pod() },
+            Event::Back { pod: pod() },
+            Event::Warning("ZooKeeper slow".into()),
+            Event::Failing { pod: pod(), failure: Failure::NoAddress },
+            Event::Failing { pod: pod(), failure: Failure::Invalid("bad ip".into()) },
+            Event::Failing { pod: pod(), failure: Failure::Unreachable("Connection refused".into()) },
+            Event::Failing { pod: pod(), failure: Failure::BadReply("not JSON".into()) },
+            Event::Failing { pod: pod(), failure: Failure::Timeout(Duration::from_millis(5500)) },
+            Event::Failing { pod: pod(), failure: Failure::Http { code: 503, error: "busy".into() } },
+            Event::Failing { pod: pod(), failure: Failure::TooLarge(1 << 25) },
+            Event::Failing { pod: pod(), failure: Failure::Unpublished(8080) },
+        ] {
+            let wire = e.to_wire().to_string();
+            let back = Event::from_wire(&serde_json::from_str(&wire).unwrap());
+            assert_eq!(back.as_ref(), Some(&e), "{wire}");
+        }
+        assert_eq!(Event::from_wire(&json!({"pod": "x", "failing": {"kind": "nope"}})), None);
     }
 
     #[test]

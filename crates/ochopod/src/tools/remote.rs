@@ -45,6 +45,8 @@ pub struct ToolRequest {
     pub healthy: bool,
     /// `log`: show lines escaped (the client's stdout is a terminal).
     pub escape: bool,
+    /// `log -f`: the answer is a stream of JSON lines ([`follow_lines`]), not a reply.
+    pub follow: bool,
 }
 
 /// A tool's answer.
@@ -123,6 +125,7 @@ pub fn request_of(tool: &Tool) -> Result<(&'static str, ToolRequest), ToolError>
             r.all = a.all;
             r.lines = Some(a.lines);
             r.escape = output::stdout_is_terminal();
+            r.follow = a.follow;
             "log"
         }
         Tool::On(a) | Tool::Off(a) | Tool::Kill(a) => {
@@ -197,7 +200,7 @@ pub fn tool_of(name: &str, r: ToolRequest, mut common: Common) -> Result<Tool, T
             sel,
             lines: r.lines.unwrap_or(16),
             all: r.all,
-            follow: false,
+            follow: r.follow,
             escape: Some(r.escape),
             common,
         }),
@@ -269,14 +272,112 @@ pub async fn post(common: &Common, url: &str, route: &str, body: &Value, wait: D
     if (200..300).contains(&reply.code) {
         return Ok(reply.body);
     }
-    let code = reply.body.get("exit_code").and_then(Value::as_u64).and_then(|c| u8::try_from(c).ok());
-    let message = reply.body.get("message").and_then(Value::as_str);
+    Err(refused(url, reply.code, &reply.body))
+}
+
+/// The portal's error answer as the error that ends the CLI as the tool would have.
+fn refused(url: &str, status: u16, body: &Value) -> ToolError {
+    let code = body.get("exit_code").and_then(Value::as_u64).and_then(|c| u8::try_from(c).ok());
+    let message = body.get("message").and_then(Value::as_str);
     match (code, message) {
-        (Some(code), Some(message)) => Err(ToolError::Remote { message: message.to_string(), code }),
+        (Some(code), Some(message)) => ToolError::Remote { message: message.to_string(), code },
         _ => {
-            let error = reply.body.get("error").and_then(Value::as_str).unwrap_or("no error message");
-            Err(ToolError::Portal(format!("{url} answered {}: {error}", reply.code)))
+            let error = body.get("error").and_then(Value::as_str).unwrap_or("no error message");
+            ToolError::Portal(format!("{url} answered {status}: {error}"))
         }
+    }
+}
+
+/// The longest line of a `log -f` stream: one event, a pod's log line (16 KiB at most) escaped.
+const MAX_FOLLOW_LINE: usize = 1 << 20;
+
+/// The portal's side of `log -f`: the [`log::Follower`](super::log::Follower) the CLI runs
+/// without a portal, each of its events as a JSON line `{"many", "event"}`
+/// ([`Event::to_wire`](super::log::Event::to_wire)) as it comes, and an empty line for a poll
+/// that found nothing (so that a client that went away is noticed). The follower's ZooKeeper
+/// session is closed when the stream is dropped.
+pub async fn follow_lines(tool: Tool) -> Result<impl futures::Stream<Item = String>, ToolError> {
+    let Tool::Log(a) = tool else { return Err(ToolError::Usage("only log follows".into())) };
+    let n = if a.all { None } else { Some(a.lines) };
+    let query = super::reach::Query::pods(&a.sel.clusters, &a.sel.seq);
+    let (follower, first) = super::log::Follower::start(&a.common, query, n).await?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let following = Following { follower: Some(follower), queue: first.into(), fresh: true, tick };
+    Ok(futures::stream::unfold(following, |mut st| async move {
+        let follower = st.follower.as_mut()?;
+        if st.queue.is_empty() {
+            if std::mem::take(&mut st.fresh) {
+                // No tail at all: say so at once rather than after the first poll.
+                return Some(("\n".to_string(), st));
+            }
+            st.tick.tick().await;
+            st.queue.extend(follower.poll().await);
+            if st.queue.is_empty() {
+                return Some(("\n".to_string(), st));
+            }
+        }
+        st.fresh = false;
+        let many = follower.many();
+        let event = st.queue.pop_front()?;
+        Some((format!("{}\n", serde_json::json!({"many": many, "event": event.to_wire()})), st))
+    }))
+}
+
+/// A follower streamed by a portal.
+struct Following {
+    follower: Option<super::log::Follower>,
+    /// Events found and not sent yet.
+    queue: std::collections::VecDeque<super::log::Event>,
+    /// Nothing sent yet.
+    fresh: bool,
+    tick: tokio::time::Interval,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        if let (Some(follower), Ok(runtime)) = (self.follower.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(follower.close());
+        }
+    }
+}
+
+/// `log -f --portal URL`: the portal follows, this prints each event as `log -f` prints it,
+/// until interrupted, until nobody reads stdout, or until the portal ends the stream (an error).
+async fn follow(tool: &Tool, url: &str) -> Result<(), ToolError> {
+    let common = tool.common().clone();
+    let (_, request) = request_of(tool)?;
+    let (client, address) = portal_client(&common, url)?;
+    let body = serde_json::to_vec(&request).map_err(|e| ToolError::Usage(e.to_string()))?;
+    let portal = |e: std::io::Error| ToolError::Portal(format!("{url}: {e}"));
+    // The tails of every pod come first: as long as `log` takes.
+    let wait = common.pod_timeout * 2 + Duration::from_secs(30);
+    let started = crate::portal::stream::request(&client, &address, "POST", "/v1/log", Some(&body), wait);
+    let (code, mut stream) = started.await.map_err(portal)?;
+    if code != 200 {
+        let text = stream.rest(64 << 10).await.map_err(portal)?;
+        return Err(refused(url, code, &serde_json::from_slice(&text).unwrap_or(Value::Null)));
+    }
+    let escape = output::stdout_is_terminal();
+    loop {
+        let line = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            line = stream.line(MAX_FOLLOW_LINE) => line.map_err(portal)?,
+        };
+        let Some(line) = line else {
+            return Err(ToolError::Portal(format!("{url}: the portal ended the log stream")));
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: Value = serde_json::from_str(&line)
+            .map_err(|e| ToolError::Portal(format!("{url}: a log -f line that is not JSON ({e})")))?;
+        let Some(event) = super::log::Event::from_wire(&record["event"]) else {
+            return Err(ToolError::Portal(format!("{url}: a log -f line that is no event: {line}")));
+        };
+        let many = record["many"].as_bool().unwrap_or(false);
+        // As without a portal: a stdout nobody reads ends it (`Closed`), like any other error.
+        super::print_events(&[event], many, common.json, escape)?;
     }
 }
 
@@ -285,11 +386,7 @@ pub async fn post(common: &Common, url: &str, route: &str, body: &Value, wait: D
 pub async fn run(tool: Tool, url: &str) -> Result<(), ToolError> {
     if let Tool::Log(a) = &tool {
         if a.follow {
-            return Err(ToolError::Usage(
-                "log -f does not go through a portal yet: follow the portal's GET /v1/events stream, or run log \
-                 -f without --portal"
-                    .into(),
-            ));
+            return follow(&tool, url).await;
         }
     }
     let common = tool.common().clone();
@@ -341,6 +438,7 @@ mod tests {
             &["poll"],
             &["port", "2181", "zookeeper"],
             &["log", "-n", "3", "web"],
+            &["log", "-f", "-i", "2", "web"],
             &["on", "web", "--force", "-t", "5s"],
             &["off", "web", "-i", "2"],
             &["kill", "web", "--force"],
