@@ -185,7 +185,8 @@ struct ClusterView<'a> {
     status: Option<&'a str>,
     probe: Option<&'a str>,
     hash: Option<&'a str>,
-    /// When the hash node was last written (unix milliseconds).
+    /// When the hash node was last written (unix milliseconds); `None` when the store keeps no
+    /// write time (etcd), so that the page says unknown rather than 1970.
     hash_ms: Option<i64>,
     depends_on: Vec<String>,
     dependents: Vec<String>,
@@ -232,7 +233,7 @@ fn clusters_of<'a>(
             status: leader.map(|(_, i)| i.status.as_str()),
             probe: leader.and_then(|(_, i)| i.probe.as_deref()),
             hash: hash.map(|(h, _)| h.as_str()),
-            hash_ms: hash.map(|(_, ms)| *ms),
+            hash_ms: hash.map(|(_, ms)| *ms).filter(|ms| *ms > 0),
             depends_on: declared.into_iter().collect(),
             dependents: Vec::new(),
             rounds: rounds.remove(cluster).unwrap_or_default(),
@@ -385,6 +386,10 @@ mod tests {
         assert_eq!((out[1]["running"].as_u64(), out[1]["total"].as_u64()), (Some(2), Some(3)));
         assert_eq!((&out[1]["hash"], &out[1]["hash_ms"]), (&json!("aa:bb"), &json!(7)));
         assert_eq!(out[0]["hash"], Value::Null);
+        // etcd keeps no write time (0): unknown, not the epoch.
+        let hashes = [("t.web", ("aa:bb".to_string(), 0))].into();
+        let out = serde_json::to_value(clusters_of(&names, &names, &pods, &hashes, BTreeMap::new())).unwrap();
+        assert_eq!((&out[1]["hash"], &out[1]["hash_ms"]), (&json!("aa:bb"), &Value::Null));
         let unreachable = &out[1]["pods"][2];
         assert_eq!((&unreachable["seq"], &unreachable["process"]), (&json!(3), &Value::Null));
         assert!(unreachable["error"].as_str().unwrap().contains("Connection refused"), "{unreachable}");

@@ -34,17 +34,33 @@ impl Served {
         extra: &[&str],
         env: &[(&str, String)],
     ) -> Served {
+        Served::portal_with(dir, &[("OCHOPOD_ZK", zk.connect_string())], token, extra, env)
+    }
+
+    /// [`Served::portal`] on etcd: `OCHOPOD_ETCD` is `etcd_url` (credentials included, as a user
+    /// gives them) and `OCHOPOD_ZK` points nowhere, so a portal that read ZooKeeper would find
+    /// nothing.
+    pub fn portal_on_etcd(etcd_url: &str, token: &str, extra: &[&str], env: &[(&str, String)]) -> Served {
+        let store = [("OCHOPOD_ETCD", etcd_url.to_string()), ("OCHOPOD_ZK", "127.0.0.1:1".to_string())];
+        Served::portal_with(tempfile::tempdir().unwrap(), &store, token, extra, env)
+    }
+
+    /// The portal in `dir` with `store`: the variables that name its coordination store.
+    pub fn portal_with(
+        dir: tempfile::TempDir,
+        store: &[(&str, String)],
+        token: &str,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Served {
         let api = free_port();
         let listen = format!("127.0.0.1:{api}");
         let mut args = vec!["portal", "--listen", &listen, "--namespace", "test"];
         args.extend_from_slice(extra);
         let scheme = if extra.contains(&"--tls-cert") { "https" } else { "http" };
         let control = free_port();
-        let mut all = vec![
-            ("OCHOPOD_ZK", zk.connect_string()),
-            ("OCHOPOD_PORTAL_TOKEN", token.to_string()),
-            ("PORT_8080", control.to_string()),
-        ];
+        let mut all = store.to_vec();
+        all.extend([("OCHOPOD_PORTAL_TOKEN", token.to_string()), ("PORT_8080", control.to_string())]);
         all.extend(env.iter().cloned());
         let mut served = Served::start_in(dir, BIN, &args, &all, format!("{scheme}://{listen}"));
         served.control = control;
@@ -75,7 +91,14 @@ impl Served {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        for k in ["OCHOPOD_TOKEN", "OCHOPOD_PORTAL_TOKEN", "OCHOPOD_CA", "OCHOPOD_PORTAL", "KUBERNETES_SERVICE_HOST"] {
+        for k in [
+            "OCHOPOD_TOKEN",
+            "OCHOPOD_PORTAL_TOKEN",
+            "OCHOPOD_CA",
+            "OCHOPOD_PORTAL",
+            "OCHOPOD_ETCD",
+            "KUBERNETES_SERVICE_HOST",
+        ] {
             cmd.env_remove(k);
         }
         for (k, v) in env {

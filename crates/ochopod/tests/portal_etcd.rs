@@ -1,0 +1,196 @@
+//! The portal on etcd: real pods on a real etcd (Debian's etcd-server, started by the harness on
+//! free loopback ports), and the portal started as `ochopod portal` with `OCHOPOD_ETCD` (its own
+//! pod registers in etcd as cluster `portal`; `OCHOPOD_ZK` points nowhere). Through the portal:
+//! the CLI's `--portal` prints what the CLI prints on etcd directly, `reconfigure` runs a round,
+//! `/v1/events` relays the pods' events, `/v1/dashboard` shows the cluster with its leader and
+//! hash. On an etcd with authentication, the portal's server reaches it without the password
+//! on any command line, in the store or in `/info`.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::portal::Served;
+use common::*;
+use ochopod_integration::etcd::{self, EtcdCluster};
+use ochopod_integration::settle::Store;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "portal-s3cret";
+
+/// A pod on etcd `url` (and a ZooKeeper that is not there).
+fn start_on(url: &str, yaml: &str) -> Pod {
+    Pod::start(PodSpec::new(bin(), "127.0.0.1:1", yaml).env("OCHOPOD_ETCD", url)).expect("start pod")
+}
+
+async fn settled(client: &ochopod_etcd::etcd_client::Client, pods: &[&Pod], size: usize) -> settle::Settled {
+    let store = Store::Etcd { client, root: "/ochopod" };
+    let addresses: Vec<String> = pods.iter().map(|p| p.address()).collect();
+    match settle::wait_settled_on(pods[0].client(), &store, &addresses, size, SETTLE, |_| true).await {
+        Ok(s) => s,
+        Err(e) => {
+            for p in pods {
+                eprintln!("---- pod {} log tail:\n{}", p.address(), p.log_tail(40));
+            }
+            panic!("{e}");
+        }
+    }
+}
+
+async fn call(url: &str, route: &str, body: Value) -> (u16, Value) {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http.post(format!("{url}{route}")).bearer_auth(TOKEN).json(&body).send().await.expect("it answers");
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("OCHOPOD_PORTAL")
+        .env_remove("OCHOPOD_TOKEN")
+        .env_remove("OCHOPOD_ETCD")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Waits until the portal's own pod is listed (through the portal) as `test.portal`.
+async fn portal_registered(portal: &Served) {
+    let url = portal.url.clone();
+    wait::until("the portal's own pod to register in etcd", Duration::from_secs(40), || {
+        let url = url.clone();
+        async move {
+            let (_, ls) = call(&url, "/v1/ls", json!({"clusters": ["portal"]})).await;
+            match ls["report"]["clusters"][0]["cluster"].as_str() {
+                Some("test.portal") if ls["exit_code"] == 0 => Ok(()),
+                _ => Err(ls.to_string()),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", portal.log()));
+}
+
+/// The cluster `test.web` as `GET /v1/dashboard` shows it, once it has a leader and a hash.
+async fn dashboard_web(portal: &Served) -> Value {
+    wait::until("the dashboard to show test.web's leader and hash", Duration::from_secs(30), || async {
+        let (code, state) = portal.get("/v1/dashboard?clusters=web", TOKEN).await;
+        let web = &state["clusters"][0];
+        if code == 200 && web["cluster"] == "test.web" && web["leader"].is_string() && web["hash"].is_string() {
+            Ok(web.clone())
+        } else {
+            Err(format!("{code} {state}"))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", portal.log()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_on_etcd_serves_the_tools_events_and_the_dashboard() {
+    let server = EtcdCluster::start().expect("etcd");
+    let url = server.url("ochopod");
+    let client = etcd::client(&server.endpoints()).await.expect("etcd client");
+    let yaml = simple_yaml("web", "");
+    let pods: Vec<Pod> = (0..2).map(|_| start_on(&url, &yaml)).collect();
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let first = settled(&client, &refs, 2).await;
+    let portal = Served::portal_on_etcd(&url, TOKEN, &["--platform", "none"], &[]);
+    portal.ready().await;
+    portal_registered(&portal).await;
+    let keys = etcd::get_prefix(&client, "/ochopod/clusters/test.portal/pods/").await.unwrap();
+    assert_eq!(keys.len(), 1, "the portal pod registered in etcd: {keys:?}");
+
+    // The CLI through the portal prints what it prints on etcd directly, with the same codes.
+    let direct = [("OCHOPOD_ETCD", url.as_str()), ("OCHOPOD_ZK", "127.0.0.1:1")];
+    let through = [("OCHOPOD_PORTAL", portal.url.as_str()), ("OCHOPOD_TOKEN", TOKEN), ("OCHOPOD_ZK", "127.0.0.1:1")];
+    for args in [&["ls", "web"][..], &["ls"], &["grep", "web"], &["grep", "nosuch"], &["port", "8080", "web", "--json"]]
+    {
+        let a = cli(args, &direct);
+        assert_eq!(a.0, if args[1..].contains(&"nosuch") { 1 } else { 0 }, "{args:?}: {a:?}");
+        assert_eq!(a, cli(args, &through), "{args:?}: direct vs through the portal");
+    }
+    // `info` says how long each process has run: the same pods, states and fields.
+    let strip = |text: &str| -> Value {
+        let mut v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        for p in v["pods"].as_array_mut().into_iter().flatten() {
+            for volatile in ["uptime", "uptime_s", "at_ms", "since_ms"] {
+                p["info"].as_object_mut().map(|o| o.remove(volatile));
+            }
+        }
+        v
+    };
+    let (code, a, _) = cli(&["info", "web", "--json"], &direct);
+    let (code_b, b, _) = cli(&["info", "web", "--json"], &through);
+    assert_eq!((code, code_b), (0, 0), "{a}\n{b}");
+    assert_eq!(strip(&a)["pods"].as_array().map(Vec::len), Some(2), "{a}");
+    let keys_of =
+        |v: &Value| -> Vec<Value> { v["pods"].as_array().unwrap().iter().map(|p| p["pod"].clone()).collect() };
+    assert_eq!(keys_of(&strip(&a)), keys_of(&strip(&b)), "info: the same pods\n{a}\n{b}");
+
+    // The dashboard: the cluster, its leader and its hash, the time of which etcd does not keep.
+    let web = dashboard_web(&portal).await;
+    let leader_key = web["leader"].as_str().unwrap().to_string();
+    assert_eq!(web["total"], 2, "{web}");
+    assert_eq!(web["hash"].as_str().map(|h| h.replace(':', "")), Some(first.hash.replace(':', "")), "{web}");
+    assert_eq!(web["hash_ms"], Value::Null, "etcd keeps no write time: unknown, not 1970: {web}");
+
+    // The event stream relays the pods' events; a reconfigure through the portal runs a round.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut stream =
+        http.get(format!("{}/v1/events?clusters=web", portal.url)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let watching = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.matches("\"watching\":true").count() >= 2 {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(watching, Ok(true), "both pods followed: {seen}");
+    let (code, reconfigure) =
+        call(&portal.url, "/v1/reconfigure", json!({"clusters": ["web"], "timeout": "20s"})).await;
+    assert_eq!((code, reconfigure["exit_code"].as_u64()), (200, Some(0)), "{reconfigure}");
+    let round = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            let done = seen.lines().filter_map(|l| l.strip_prefix("data: ")).any(|l| {
+                let v: Value = serde_json::from_str(l).unwrap_or(Value::Null);
+                v["pod"] == leader_key.as_str() && v["event"]["event"] == "round" && v["event"]["phase"] == "done"
+            });
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(round, Ok(true), "the leader's round, relayed: {seen}");
+    drop(stream);
+    // The round is on the dashboard too.
+    wait::until("the round on the dashboard", Duration::from_secs(20), || async {
+        let web = dashboard_web(&portal).await;
+        let rounds = web["rounds"].as_array().cloned().unwrap_or_default();
+        if rounds.iter().any(|r| r["phase"] == "done" && r["leader"] == leader_key.as_str()) {
+            Ok(())
+        } else {
+            Err(web.to_string())
+        }
+    })
+    .await
+    .unwrap();
+}
