@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,9 +16,13 @@ use common::portal::Served;
 use common::*;
 use ochopod_integration::etcd::{self, EtcdCluster};
 use ochopod_integration::settle::Store;
+use ochopod_platform::kubernetes::fake::FakeApi;
+use ochopod_platform::kubernetes::Kubernetes;
+use ochopod_platform::{Platform, Spec};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "portal-s3cret";
+const PASSWORD: &str = "etcd-pa55word";
 
 /// A pod on etcd `url` (and a ZooKeeper that is not there).
 fn start_on(url: &str, yaml: &str) -> Pod {
@@ -193,4 +198,93 @@ async fn the_portal_on_etcd_serves_the_tools_events_and_the_dashboard() {
     })
     .await
     .unwrap();
+}
+
+/// Nothing the portal shows or logs holds `secret`: its log (the server's logged command line
+/// included), the command lines of its processes, every value in etcd, its pod's `/info`.
+async fn nowhere(portal: &Served, client: &ochopod_etcd::etcd_client::Client, secret: &str) {
+    assert!(!portal.log().contains(secret), "the portal's log shows the password");
+    let pids = std::iter::once(portal.child.id()).chain(ochopod_integration::pods::descendants(portal.child.id()));
+    for pid in pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(secret), "process {pid}'s command line");
+    }
+    for (key, value) in etcd::get_prefix(client, "/").await.unwrap() {
+        assert!(!value.contains(secret), "{key} holds the password");
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let info = http.get(format!("http://127.0.0.1:{}/info", portal.control)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(info.status(), 200);
+    let info = info.text().await.unwrap();
+    assert!(info.contains("\"cluster\":\"portal\"") && !info.contains(secret), "the portal pod's /info: {info}");
+}
+
+/// On an etcd with authentication: the portal pod registers with the credentials of its
+/// `OCHOPOD_ETCD`, its server (whose own `OCHOPOD_ETCD` comes without them, as any pod
+/// process's) reads through the 0600 file the pod wrote; deployed members get `OCHOPOD_ETCD`
+/// with the credentials; delete removes the cluster's keys. The password is nowhere shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_on_an_authenticated_etcd_reads_deploys_and_deletes_without_showing_the_password() {
+    let server = EtcdCluster::start().expect("etcd");
+    etcd::enable_auth(&server.endpoints(), PASSWORD).await.expect("etcd authentication on");
+    let url = format!("etcd://root:{PASSWORD}@{}/ochopod", server.endpoints());
+    let client = etcd::client_as(&server.endpoints(), "root", PASSWORD).await.expect("etcd client");
+    let fake = FakeApi::start("k8s-t0ken");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path(), "team");
+    let store = [("OCHOPOD_ETCD", url.clone()), ("OCHOPOD_ZK", "127.0.0.1:1".to_string())];
+    let portal = Served::portal_with(
+        dir,
+        &store,
+        TOKEN,
+        &["--platform", "kubernetes", "--label", "org.ochopod.test=etcd"],
+        &[("KUBECONFIG", kubeconfig.display().to_string())],
+    );
+    portal.ready().await;
+    // Read through the server: it reaches the authenticated etcd.
+    portal_registered(&portal).await;
+    let (code, state) = portal.get("/v1/dashboard?clusters=portal", TOKEN).await;
+    assert_eq!((code, state["clusters"][0]["total"].as_u64()), (200, Some(1)), "{state}");
+
+    // A deploy (nothing runs the pods: it cannot form) hands the members etcd, credentials
+    // included, and removes what it created; its error says which store, without the password.
+    let deploy = json!({"declaration": simple_yaml("api", ""), "image": "ochopod-api:1", "count": 1, "timeout": "3s"});
+    let (code, body) = call(&portal.url, "/v1/deploy", deploy).await;
+    assert_eq!((code, body["kind"].as_str()), (502, Some("deploy_failed")), "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("removed its 1 members and its etcd keys"), "{error}");
+    assert!(!error.contains("ZooKeeper") && !error.contains(PASSWORD), "{error}");
+    let sets = "/apis/apps/v1/namespaces/team/statefulsets";
+    let set = fake.requests().into_iter().find(|r| r.method == "POST" && r.path == sets).unwrap().body.unwrap();
+    let env = set["spec"]["template"]["spec"]["containers"][0]["env"].as_array().cloned().unwrap();
+    assert!(env.contains(&json!({"name": "OCHOPOD_ETCD", "value": url})), "{env:?}");
+    assert!(!env.iter().any(|v| v["name"] == "OCHOPOD_ZK"), "{env:?}");
+
+    // Delete: the members, then every key of the cluster (and no other cluster's).
+    let mut kv = client.kv_client();
+    for key in ["/ochopod/clusters/test.db/hash", "/ochopod/clusters/test.db/seq", "/ochopod/clusters/test.dbx/hash"] {
+        kv.put(key, "x", None).await.unwrap();
+    }
+    let labels = BTreeMap::from([("org.ochopod.test".to_string(), "etcd".to_string())]);
+    let spec = Spec {
+        cluster: "test.db".into(),
+        image: "ochopod-db:1".into(),
+        declaration: simple_yaml("db", ""),
+        path: "/opt/ochopod/pod.yaml".into(),
+        env: BTreeMap::from([("OCHOPOD_ETCD".to_string(), url.clone())]),
+        ports: vec![8080],
+        grace_secs: 7,
+    };
+    Kubernetes::new(fake.client(), "team", labels).create(&spec, 1).await.unwrap();
+    let (code, body) = call(&portal.url, "/v1/delete", json!({"cluster": "db"})).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (body["zookeeper_nodes_deleted"].as_u64(), body["store"].as_str()),
+        (Some(2), Some("etcd keys")),
+        "{body}"
+    );
+    assert_eq!(etcd::get_prefix(&client, "/ochopod/clusters/test.db/").await.unwrap(), vec![], "test.db's keys");
+    assert_eq!(etcd::get_prefix(&client, "/ochopod/clusters/test.dbx/").await.unwrap().len(), 1, "another cluster's");
+
+    nowhere(&portal, &client, PASSWORD).await;
 }

@@ -293,7 +293,7 @@ pub struct DashboardArgs {
     /// The pods' control token, read from this file (default: env OCHOPOD_TOKEN).
     #[arg(long, value_name = "PATH")]
     pub pod_token_file: Option<std::path::PathBuf>,
-    /// ZooKeeper, where the pods are found.
+    /// ZooKeeper, where the pods are found (etcd when `OCHOPOD_ETCD` is set).
     #[arg(long, env = "OCHOPOD_ZK", default_value = "127.0.0.1:2181", value_name = "CONNECT")]
     pub zk: String,
     /// The CA that signs the pods' control certificates (`control.tls`).
@@ -329,6 +329,9 @@ pub fn main(args: DashboardArgs) -> ExitCode {
         network: None,
         labels: Vec::new(),
         deploy_zk: None,
+        deploy_etcd: None,
+        deploy_etcd_file: None,
+        etcd_file: None,
         namespace: "local".into(),
         control_port: 0,
         serve: true,
@@ -336,7 +339,7 @@ pub fn main(args: DashboardArgs) -> ExitCode {
     let how =
         if token.is_empty() { "read only (no token)" } else { "actions with the token (open …/#token=<token>)" };
     let banner = format!("ochopod dashboard: http://{}/ — {how}", args.listen);
-    let portal = Portal { token, common, args: portal_args, platform: None };
+    let portal = Portal { token, common, args: portal_args, platform: None, deploy_etcd: None };
     actix_web::rt::System::new().block_on(super::server::serve("ochopod dashboard", portal, true, None, banner))
 }
 

@@ -6,9 +6,12 @@
 //! refused. The members are created, then the call waits until the cluster is formed: as many
 //! pods registered as asked for, one leader, nothing pending, and the leader's snapshot holding
 //! exactly the registered pods. A deploy that fails or times out removes what it created (its
-//! containers, then its ZooKeeper nodes) and says what was missing. Scale down stops the
-//! highest seqs first (ZooKeeper's seq, matched to members by address), one at a time, each
-//! through a clean stop. Delete removes every member, then the cluster's ZooKeeper nodes.
+//! containers, then its nodes in the coordination store) and says what was missing. Scale down
+//! stops the highest seqs first (the registration's seq, matched to members by address), one at
+//! a time, each through a clean stop. Delete removes every member, then the cluster's ZooKeeper
+//! nodes (its etcd keys). Members coordinate where the portal does: `OCHOPOD_ZK`
+//! (`--deploy-zk`, else `--zk`), or `OCHOPOD_ETCD` (`--deploy-etcd`, else the portal's own,
+//! credentials included) when the portal is on etcd.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,7 +27,7 @@ use serde_json::{json, Value};
 
 use super::server::{body, ApiError, Authorized, Portal};
 use super::{PlatformKind, PortalArgs};
-use crate::tools::discovery::{match_clusters, Zk};
+use crate::tools::discovery::{match_clusters, store_label, store_nodes, Zk};
 use crate::tools::wait::judge;
 use crate::tools::{Common, ToolError};
 
@@ -44,7 +47,7 @@ pub async fn platform(args: &PortalArgs) -> Result<Option<Arc<dyn Platform>>, St
     })
 }
 
-/// The cluster names ZooKeeper holds (for errors that name what exists).
+/// The cluster names the coordination store holds (for errors that name what exists).
 pub async fn cluster_names(common: &Common) -> Result<Vec<String>, String> {
     let zk = Zk::connect(crate::tools::reach::zk_target(common).map_err(|e| e.to_string())?).await?;
     let names = zk.cluster_names().await;
@@ -139,12 +142,24 @@ pub fn spec_of(r: &DeployRequest) -> Result<(Spec, ochopod_config::Settings), Ap
     Ok((spec, settings))
 }
 
+/// Where deployed members coordinate, added to the variables the request gave them (which win):
+/// `OCHOPOD_ETCD` (credentials included: the members need them) when the portal deploys onto
+/// etcd, else `OCHOPOD_ZK`.
+pub fn member_env(env: &mut BTreeMap<String, String>, etcd: Option<&ochopod_config::Secret>, zk: &str) {
+    match etcd {
+        Some(url) => env.entry(ochopod_config::etcd::ENV.into()).or_insert_with(|| url.0.clone()),
+        None => env.entry("OCHOPOD_ZK".into()).or_insert_with(|| zk.to_string()),
+    };
+}
+
 /// Waits until `cluster` is formed with exactly `count` pods; `Err` says what was missing.
 async fn formed(common: &Common, cluster: &str, count: usize, timeout: Duration) -> Result<String, String> {
     let target = crate::tools::reach::zk_target(common).map_err(|e| e.to_string())?;
     let client = crate::tools::reach::pod_client(common).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
-    let zk = tokio::time::timeout(timeout, Zk::connect(target)).await.map_err(|_| "no ZooKeeper".to_string())??;
+    let label = crate::tools::discovery::store_label(&target);
+    let zk =
+        tokio::time::timeout(timeout, Zk::connect(target)).await.map_err(|_| format!("no answer from {label}"))??;
     let globs = vec![cluster.to_string()];
     let result = loop {
         let seen: Result<String, String> = async {
@@ -178,7 +193,7 @@ async fn formed(common: &Common, cluster: &str, count: usize, timeout: Duration)
     result
 }
 
-/// Removes the ZooKeeper nodes of a cluster whose pods are gone.
+/// Removes the nodes (etcd: the keys) of a cluster whose pods are gone.
 async fn purge(common: &Common, cluster: &str) -> Result<usize, String> {
     let zk = Zk::connect(crate::tools::reach::zk_target(common).map_err(|e| e.to_string())?).await?;
     // A pod's ephemeral node lasts until its session closes: a few tries.
@@ -234,7 +249,7 @@ pub async fn deploy_route(
     let timeout = timeout_of(&r.timeout, 120)?;
     let platform = the_platform(&portal, r.platform.as_deref())?;
     let zk = portal.args.deploy_zk.clone().unwrap_or_else(|| portal.args.zk.clone());
-    spec.env.entry("OCHOPOD_ZK".into()).or_insert(zk);
+    member_env(&mut spec.env, portal.deploy_etcd.as_ref(), &zk);
     let existing = platform.list(Some(&spec.cluster)).await.map_err(platform_error)?;
     if !existing.is_empty() {
         return Err(ApiError::new(
@@ -256,8 +271,8 @@ pub async fn deploy_route(
             let removed = platform.delete(&spec.cluster).await.map(|m| m.len());
             let purged = purge(&portal.common, &spec.cluster).await;
             let cleanup = match (removed, purged) {
-                (Ok(n), Ok(_)) => format!("removed its {n} members and its ZooKeeper nodes"),
-                (r, p) => format!("cleanup incomplete: members {r:?}, ZooKeeper {p:?}"),
+                (Ok(n), Ok(_)) => format!("removed its {n} members and its {}", store_nodes()),
+                (r, p) => format!("cleanup incomplete: members {r:?}, {} {p:?}", store_nodes()),
             };
             Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -282,7 +297,7 @@ pub async fn scale_route(
     let platform = the_platform(&portal, None)?;
     let cluster = resolve(&portal, &*platform, &r.cluster).await?;
     let members = platform.list(Some(&cluster)).await.map_err(platform_error)?;
-    // Highest seq first: ZooKeeper's seqs, matched to members by address.
+    // Highest seq first: the registrations' seqs, matched to members by address.
     let mut first = Vec::new();
     if count < members.len() {
         let zk = Zk::connect(crate::tools::reach::zk_target(&portal.common)?)
@@ -321,9 +336,13 @@ pub async fn delete_route(
     let cluster = resolve(&portal, &*platform, &r.cluster).await?;
     let removed = platform.delete(&cluster).await.map_err(platform_error)?;
     let nodes = purge(&portal.common, &cluster).await.map_err(|e| {
-        ApiError::new(StatusCode::BAD_GATEWAY, "zookeeper", format!("{cluster}: members removed, but {e}"))
+        let store = crate::tools::reach::zk_target(&portal.common).map(|t| store_label(&t)).unwrap_or_default();
+        ApiError::new(StatusCode::BAD_GATEWAY, "zookeeper", format!("{cluster}: members removed, but {store}: {e}"))
     })?;
-    Ok(HttpResponse::Ok().json(json!({"cluster": cluster, "removed": removed, "zookeeper_nodes_deleted": nodes})))
+    // `zookeeper_nodes_deleted` as before (the count of etcd keys on etcd); `store` says which.
+    Ok(HttpResponse::Ok().json(json!({
+        "cluster": cluster, "removed": removed, "zookeeper_nodes_deleted": nodes, "store": store_nodes(),
+    })))
 }
 
 pub async fn platform_route(_: Authorized, portal: web::Data<Portal>) -> Result<HttpResponse, ApiError> {
@@ -390,7 +409,10 @@ fn show(answer: &Value, json: bool, what: &str) -> Result<(), ToolError> {
     let cluster = answer["cluster"].as_str().unwrap_or("?");
     let line = match answer.get("ready").and_then(Value::as_str) {
         Some(ready) => format!("{cluster}: {what}, {members} members; {ready}\n"),
-        None => format!("{cluster}: {what}, {members} members removed, its ZooKeeper nodes deleted\n"),
+        None => {
+            let nodes = answer["store"].as_str().unwrap_or("ZooKeeper nodes");
+            format!("{cluster}: {what}, {members} members removed, its {nodes} deleted\n")
+        }
     };
     crate::tools::output::print(&line)
 }
@@ -453,4 +475,26 @@ pub fn deploy_main(a: DeployArgs) -> std::process::ExitCode {
 
 pub fn scale_main(a: ScaleArgs, delete: bool) -> std::process::ExitCode {
     block_on(cli_scale(a, delete))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_coordinate_where_the_portal_does() {
+        let on_etcd = ochopod_config::Secret("etcd://root:pw@10.0.0.1:2379/ochopod".into());
+        let mut env = BTreeMap::from([("APP".to_string(), "1".to_string())]);
+        member_env(&mut env, Some(&on_etcd), "zk:2181");
+        assert_eq!(env["OCHOPOD_ETCD"], "etcd://root:pw@10.0.0.1:2379/ochopod", "credentials included");
+        assert!(!env.contains_key("OCHOPOD_ZK"), "{env:?}");
+        assert_eq!(env["APP"], "1");
+        let mut env = BTreeMap::new();
+        member_env(&mut env, None, "zk:2181");
+        assert_eq!((env.get("OCHOPOD_ZK").map(String::as_str), env.get("OCHOPOD_ETCD")), (Some("zk:2181"), None));
+        // What the request sets itself wins.
+        let mut env = BTreeMap::from([("OCHOPOD_ETCD".to_string(), "etcd://other:2379".to_string())]);
+        member_env(&mut env, Some(&on_etcd), "zk:2181");
+        assert_eq!(env["OCHOPOD_ETCD"], "etcd://other:2379");
+    }
 }

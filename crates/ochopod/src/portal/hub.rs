@@ -211,7 +211,7 @@ impl Hub {
 
     /// `show` of the clusters matching `globs` in the snapshot, after what was out of date was
     /// read live; `show` runs with the snapshot locked (nothing is copied). An error when the
-    /// first lookup is not done within `limit` (ZooKeeper down).
+    /// first lookup is not done within `limit` (the coordination store down).
     pub async fn view<R>(
         &self,
         globs: &[String],
@@ -371,8 +371,9 @@ impl Hub {
                         zk = Some(z);
                     }
                     Err(e) => {
-                        self.lock().warnings = vec![format!("ZooKeeper: {e}")];
-                        let _ = tx.send(json!({"warning": format!("ZooKeeper: {e}")})).await;
+                        let warning = format!("{}: {e}", crate::tools::discovery::store_label(&target));
+                        self.lock().warnings = vec![warning.clone()];
+                        let _ = tx.send(json!({"warning": warning})).await;
                     }
                 }
             }

@@ -10,9 +10,13 @@
 //! `/v1/events` streams every watched pod's `/events` as one SSE stream ([`events`]), and
 //! `/v1/deploy|scale|delete|platform` drive the platform ([`deploy`], `ochopod-platform`), and
 //! `/` is the live dashboard ([`dashboard`]), also served alone by `ochopod dashboard`.
-//! The portal reaches ZooKeeper (`--zk`) and the pods (their token: `--pod-token-file` or
-//! `OCHOPOD_TOKEN`; their CA: `--ca`); its clients need only the portal. The portal pod's own
-//! control API takes the pods' token (else the portal's), like any pod's.
+//! The portal reaches ZooKeeper (`--zk`), or etcd when `OCHOPOD_ETCD` is set (the portal pod
+//! then registers there, and deploys pods that coordinate there: `--deploy-etcd`), and the pods
+//! (their token: `--pod-token-file` or `OCHOPOD_TOKEN`; their CA: `--ca`); its clients need only
+//! the portal. A pod process gets `OCHOPOD_ETCD` without its credentials, so the pod hands its
+//! server the full URLs in 0600 files of its private folder (`--etcd-file`,
+//! `--deploy-etcd-file`), never on the command line. The portal pod's own control API takes the
+//! pods' token (else the portal's), like any pod's.
 
 pub mod dashboard;
 pub mod deploy;
@@ -73,6 +77,19 @@ pub struct PortalArgs {
     /// The ZooKeeper deployed pods get as `OCHOPOD_ZK` (default: `--zk`).
     #[arg(long, value_name = "CONNECT")]
     pub deploy_zk: Option<String>,
+    /// The etcd deployed pods get as `OCHOPOD_ETCD`, credentials included (default: the portal's
+    /// own `OCHOPOD_ETCD`): when the portal coordinates through etcd, so do the pods it deploys.
+    /// Never logged or shown; `ochopod portal` passes it to its server in a private file.
+    #[arg(long, value_name = "URL", value_parser = parse_secret)]
+    pub deploy_etcd: Option<ochopod_config::Secret>,
+    /// `--deploy-etcd`, read from this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "deploy_etcd")]
+    pub deploy_etcd_file: Option<PathBuf>,
+    /// The etcd the server reads, credentials included, from this file instead of
+    /// `OCHOPOD_ETCD`: what `ochopod portal` writes (0600, in its private folder) for its
+    /// server, whose `OCHOPOD_ETCD` comes without credentials like any pod process's.
+    #[arg(long, value_name = "PATH")]
+    pub etcd_file: Option<PathBuf>,
     /// The portal pod's namespace.
     #[arg(long, default_value = "local")]
     pub namespace: String,
@@ -91,6 +108,10 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_secret(text: &str) -> Result<ochopod_config::Secret, String> {
+    Ok(ochopod_config::Secret(text.trim().to_string()))
+}
+
 impl PortalArgs {
     pub fn labels(&self) -> BTreeMap<String, String> {
         self.labels.iter().cloned().collect()
@@ -103,18 +124,36 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
     }
     // The pod: a declaration whose process is this command with --serve.
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ochopod"));
+    let dir = std::env::temp_dir().join(format!("ochopod-portal-{}", std::process::id()));
     let mut argv: Vec<String> = vec![exe.display().to_string(), "portal".into(), "--serve".into()];
     let mut rest = std::env::args().skip_while(|a| a != "portal").skip(1);
     while let Some(a) = rest.next() {
         // Verbosity and the log format are the pod's; the server logs to its stdout anyway.
-        if a == "--log-format" {
+        // `--deploy-etcd` may carry credentials: it reaches the server in a file (below).
+        if a == "--log-format" || a == "--deploy-etcd" {
             rest.next();
             continue;
         }
-        if a.starts_with("--log-format=") || (a.starts_with("-v") && a.chars().skip(1).all(|c| c == 'v')) {
+        if a.starts_with("--log-format=")
+            || a.starts_with("--deploy-etcd=")
+            || (a.starts_with("-v") && a.chars().skip(1).all(|c| c == 'v'))
+        {
             continue;
         }
         argv.push(a);
+    }
+    // The server's environment is a pod process's: `OCHOPOD_ETCD` without its credentials. The
+    // URL it needs (and the one deployed pods get) go in files only its owner reads.
+    let mut private: Vec<(&str, String)> = Vec::new();
+    if let Some(url) = std::env::var(ochopod_config::etcd::ENV).ok().filter(|u| !u.trim().is_empty()) {
+        if args.etcd_file.is_none() {
+            private.push(("etcd", url));
+            argv.extend(["--etcd-file".into(), dir.join("etcd").display().to_string()]);
+        }
+    }
+    if let Some(url) = &args.deploy_etcd {
+        private.push(("deploy-etcd", url.0.clone()));
+        argv.extend(["--deploy-etcd-file".into(), dir.join("deploy-etcd").display().to_string()]);
     }
     let command = shell_words::join(&argv).replace("{{", "{{ '{{' }}").replace("{%", "{{ '{%' }}");
     // The pod's control API is behind a token like any pod's: the pods' (`--pod-token-file`,
@@ -149,8 +188,8 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
         command = serde_json::to_string(&command).unwrap_or_default(),
         cwd = serde_json::to_string(&cwd.display().to_string()).unwrap_or_default(),
     );
-    let dir = std::env::temp_dir().join(format!("ochopod-portal-{}", std::process::id()));
-    if let Err(e) = write_private(&dir, &declaration, &token) {
+    private.push(("control-token", token));
+    if let Err(e) = write_private(&dir, &declaration, &private) {
         eprintln!("ochopod portal: cannot write its declaration in {}: {e}", dir.display());
         return ExitCode::from(1);
     }
@@ -159,15 +198,19 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
     code
 }
 
-/// The pod's folder, readable by its owner only, with its declaration and its control token.
-fn write_private(dir: &std::path::Path, declaration: &str, token: &str) -> std::io::Result<()> {
+/// The pod's folder, readable by its owner only, with its declaration and its secrets (the
+/// control token, the etcd URLs with their credentials), each created 0600.
+fn write_private(dir: &std::path::Path, declaration: &str, secrets: &[(&str, String)]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     std::fs::write(dir.join("pod.yaml"), declaration)?;
-    let path = dir.join("control-token");
-    let _ = std::fs::remove_file(&path);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-    file.write_all(token.as_bytes())
+    for (name, secret) in secrets {
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        file.write_all(secret.as_bytes())?;
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! Every route but `/healthz` needs `Authorization: Bearer <token>`. Answers are JSON; errors
 //! are `{"error": "...", "kind": "...", "exit_code": n, "message": "..."}` with a 4xx for bad
 //! input (what is wrong, said plainly), 404 for what does not exist (naming what does), 5xx
-//! when ZooKeeper or the platform failed.
+//! when the coordination store (ZooKeeper or etcd) or the platform failed.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,10 +21,14 @@ use crate::tools::{Common, ToolError};
 pub struct Portal {
     /// The token clients present; never logged.
     pub token: String,
-    /// ZooKeeper, the pods' token and CA: what the tools run with.
+    /// ZooKeeper (unused when `OCHOPOD_ETCD` selects etcd), the pods' token and CA: what the
+    /// tools run with.
     pub common: Common,
     pub args: PortalArgs,
     pub platform: Option<Arc<dyn ochopod_platform::Platform>>,
+    /// The etcd URL deployed pods get as `OCHOPOD_ETCD`, credentials included (`--deploy-etcd`,
+    /// else the portal's own); `None`: they get `OCHOPOD_ZK`. Never logged or shown.
+    pub deploy_etcd: Option<ochopod_config::Secret>,
 }
 
 /// An answer that is not a tool's reply.
@@ -305,8 +309,41 @@ pub async fn serve(
     ExitCode::SUCCESS
 }
 
+/// Reads `--etcd-file` into `OCHOPOD_ETCD` (the tools, the hub and deploy read etcd through
+/// it), and says where deployed pods coordinate: `--deploy-etcd(-file)`, else that etcd. Called
+/// before any thread starts. Errors never quote a URL (it may hold credentials).
+fn etcd_of(args: &PortalArgs) -> Result<Option<ochopod_config::Secret>, String> {
+    let read = |option: &str, path: &Path| -> Result<String, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{option} {}: {e}", path.display()))?;
+        let url = text.trim().to_string();
+        ochopod_config::EtcdTarget::parse(&url).map_err(|e| format!("{option} {}: {e}", path.display()))?;
+        Ok(url)
+    };
+    if let Some(path) = &args.etcd_file {
+        let url = read("--etcd-file", path)?;
+        std::env::set_var(ochopod_config::etcd::ENV, url);
+    }
+    let own = std::env::var(ochopod_config::etcd::ENV).ok().filter(|u| !u.trim().is_empty());
+    let deploy = match (&args.deploy_etcd_file, &args.deploy_etcd) {
+        (Some(path), _) => Some(read("--deploy-etcd-file", path)?),
+        (None, Some(url)) => {
+            ochopod_config::EtcdTarget::parse(&url.0).map_err(|e| format!("--deploy-etcd: {e}"))?;
+            Some(url.0.clone())
+        }
+        (None, None) => own,
+    };
+    Ok(deploy.map(ochopod_config::Secret))
+}
+
 pub fn main(args: PortalArgs) -> ExitCode {
     init_logs("info");
+    let deploy_etcd = match etcd_of(&args) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("ochopod portal: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let token = match read_token(args.token_file.as_deref(), "OCHOPOD_PORTAL_TOKEN") {
         Ok(t) if !t.is_empty() => t,
         Ok(_) => {
@@ -339,7 +376,7 @@ pub fn main(args: PortalArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let portal = Portal { token, common, args, platform };
+        let portal = Portal { token, common, args, platform, deploy_etcd };
         serve("ochopod portal", portal, false, tls, String::new()).await
     })
 }

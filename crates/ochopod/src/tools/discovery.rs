@@ -267,7 +267,8 @@ impl Zk {
     }
 
     /// Deletes `/ochopod/clusters/<cluster>` and everything under it (the portal's `delete`,
-    /// once the cluster's pods are gone). A node that a pod creates meanwhile fails the call.
+    /// once the cluster's pods are gone); on etcd, every key below `<prefix>/clusters/<cluster>/`
+    /// in one request. On ZooKeeper, a node that a pod creates meanwhile fails the call.
     pub async fn purge(&self, cluster: &str) -> Result<usize, String> {
         let root = self.prefix(cluster);
         let client = match &self.store {
@@ -311,6 +312,24 @@ impl Zk {
         if let Store::Zk { client, .. } = self.store {
             ochopod_zk::close(client, Duration::from_secs(2)).await;
         }
+    }
+}
+
+/// The store the tools read, for messages: `ZooKeeper <hosts>`, or `the coordination store
+/// (etcd etcd://<hosts>/<prefix>)` when `OCHOPOD_ETCD` selects etcd; never the credentials.
+pub fn store_label(zk: &ZkTarget) -> String {
+    match etcd_target() {
+        Ok(Some(etcd)) => format!("the coordination store (etcd {etcd})"),
+        Ok(None) => format!("ZooKeeper {zk}"),
+        Err(_) => format!("the coordination store ({} does not parse)", ochopod_config::etcd::ENV),
+    }
+}
+
+/// What a cluster leaves in the store: `etcd keys`, or `ZooKeeper nodes`.
+pub fn store_nodes() -> &'static str {
+    match etcd_target() {
+        Ok(Some(_)) => "etcd keys",
+        _ => "ZooKeeper nodes",
     }
 }
 
