@@ -3,8 +3,10 @@
 //! pod registers in etcd as cluster `portal`; `OCHOPOD_ZK` points nowhere). Through the portal:
 //! the CLI's `--portal` prints what the CLI prints on etcd directly, `reconfigure` runs a round,
 //! `/v1/events` relays the pods' events, `/v1/dashboard` shows the cluster with its leader and
-//! hash. On an etcd with authentication, the portal's server reaches it without the password
-//! on any command line, in the store or in `/info`.
+//! hash; with etcd gone, errors name etcd. On an etcd with authentication, the portal's server
+//! reaches it without the password on any command line, in the store or in `/info`; deploy
+//! hands the members `OCHOPOD_ETCD` and delete removes the cluster's keys (against a fake
+//! Kubernetes API: nothing here runs containers).
 
 mod common;
 
@@ -103,7 +105,7 @@ async fn dashboard_web(portal: &Served) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_on_etcd_serves_the_tools_events_and_the_dashboard() {
-    let server = EtcdCluster::start().expect("etcd");
+    let mut server = EtcdCluster::start().expect("etcd");
     let url = server.url("ochopod");
     let client = etcd::client(&server.endpoints()).await.expect("etcd client");
     let yaml = simple_yaml("web", "");
@@ -198,6 +200,24 @@ async fn the_portal_on_etcd_serves_the_tools_events_and_the_dashboard() {
     })
     .await
     .unwrap();
+
+    // etcd gone: the tools' 503 and the dashboard's warning name the store, not ZooKeeper.
+    server.stop_member(0);
+    let (code, ls) = call(&portal.url, "/v1/ls", json!({})).await;
+    assert_eq!(code, 503, "{ls}");
+    assert!(ls["error"].as_str().unwrap_or("").contains("etcd") && !ls.to_string().contains("ZooKeeper"), "{ls}");
+    let warned = wait::until("the dashboard to warn that etcd is gone", Duration::from_secs(40), || async {
+        let (_, state) = portal.get("/v1/dashboard", TOKEN).await;
+        let warnings = state["warnings"].to_string();
+        if warnings.contains("on etcd etcd://") {
+            Ok(warnings)
+        } else {
+            Err(state.to_string())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", portal.log()));
+    assert!(!warned.contains("ZooKeeper"), "{warned}");
 }
 
 /// Nothing the portal shows or logs holds `secret`: its log (the server's logged command line
@@ -225,7 +245,7 @@ async fn nowhere(portal: &Served, client: &ochopod_etcd::etcd_client::Client, se
 /// with the credentials; delete removes the cluster's keys. The password is nowhere shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portal_on_an_authenticated_etcd_reads_deploys_and_deletes_without_showing_the_password() {
-    let server = EtcdCluster::start().expect("etcd");
+    let mut server = EtcdCluster::start().expect("etcd");
     etcd::enable_auth(&server.endpoints(), PASSWORD).await.expect("etcd authentication on");
     let url = format!("etcd://root:{PASSWORD}@{}/ochopod", server.endpoints());
     let client = etcd::client_as(&server.endpoints(), "root", PASSWORD).await.expect("etcd client");
@@ -243,8 +263,6 @@ async fn the_portal_on_an_authenticated_etcd_reads_deploys_and_deletes_without_s
     portal.ready().await;
     // Read through the server: it reaches the authenticated etcd.
     portal_registered(&portal).await;
-    let (code, state) = portal.get("/v1/dashboard?clusters=portal", TOKEN).await;
-    assert_eq!((code, state["clusters"][0]["total"].as_u64()), (200, Some(1)), "{state}");
 
     // A deploy (nothing runs the pods: it cannot form) hands the members etcd, credentials
     // included, and removes what it created; its error says which store, without the password.
@@ -287,4 +305,13 @@ async fn the_portal_on_an_authenticated_etcd_reads_deploys_and_deletes_without_s
     assert_eq!(etcd::get_prefix(&client, "/ochopod/clusters/test.dbx/").await.unwrap().len(), 1, "another cluster's");
 
     nowhere(&portal, &client, PASSWORD).await;
+
+    // etcd gone before the dashboard's first lookup: its 503 names the store, not ZooKeeper,
+    // and not the password.
+    server.stop_member(0);
+    let (code, state) = portal.get("/v1/dashboard", TOKEN).await;
+    assert_eq!(code, 503, "{state}");
+    let error = state["error"].as_str().unwrap_or("");
+    assert!(error.starts_with("the coordination store (etcd etcd://127.0.0.1:"), "{state}");
+    assert!(!error.contains("ZooKeeper") && !error.contains(PASSWORD), "{state}");
 }
