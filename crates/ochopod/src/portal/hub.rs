@@ -1,10 +1,10 @@
 //! The event hub: one per server process, started by the first client that needs it (the
 //! dashboard, `GET /v1/events`), then for the life of the process.
 //!
-//! Theory of operation: a lookup every 2 s (one ZooKeeper session, kept) finds every pod and
-//! every cluster's hash; each pod's `/events` is followed once, however many clients listen, over
-//! the pods' TLS with the CA the tools use when `--ca` is given ([`super::stream`]), and fanned
-//! out through a broadcast channel. The hub also keeps a snapshot: per cluster its hash and, per
+//! Theory of operation: a lookup every 2 s (one session with the store, ZooKeeper or etcd, kept)
+//! finds every pod and every cluster's hash; each pod's `/events` is followed once, however many
+//! clients listen, over the pods' TLS with the CA the tools use when `--ca` is given
+//! ([`super::stream`]), and fanned out through a broadcast channel. The hub also keeps a snapshot: per cluster its hash and, per
 //! pod, the latest `/info` it read. An event from a pod (or its stream ending) marks that pod
 //! out of date and a refresher reads its `/info` again a moment later; a `round` that ends marks
 //! the cluster's hash out of date. `GET /v1/dashboard` answers from the snapshot, reading live

@@ -1,8 +1,8 @@
 //! `ochopod portal`: one endpoint that hosts the tools and deploys, scales and deletes clusters.
 //!
 //! Theory of operation: `ochopod portal` is an ochopod pod like any other (cluster `portal`,
-//! registered in ZooKeeper, listed by `ochopod ls portal`): it writes a declaration whose process
-//! is `ochopod portal --serve` with the same arguments, and runs it with `ochopod run`. The pod
+//! registered in ZooKeeper or etcd, listed by `ochopod ls portal`): it writes a declaration whose
+//! process is `ochopod portal --serve` with the same arguments, and runs it with `ochopod run`. The pod
 //! supervises the server (restarting it if it dies, tearing it down on SIGTERM) exactly as it
 //! supervises any process, and nothing in the pod's wiring knows about portals. The server
 //! ([`server`]) answers HTTP (HTTPS with `--tls-cert/--tls-key`) behind a bearer token:
@@ -53,7 +53,8 @@ pub struct PortalArgs {
     /// The pods' control token, read from this file (default: env OCHOPOD_TOKEN).
     #[arg(long, value_name = "PATH")]
     pub pod_token_file: Option<PathBuf>,
-    /// ZooKeeper, where the pods are found (and where the portal registers).
+    /// ZooKeeper, where the pods are found (and where the portal registers); unused when
+    /// `OCHOPOD_ETCD` selects etcd.
     #[arg(long, env = "OCHOPOD_ZK", default_value = "127.0.0.1:2181", value_name = "CONNECT")]
     pub zk: String,
     /// The CA that signs the pods' control certificates (`control.tls`); plain HTTP without it.
