@@ -315,3 +315,24 @@ async fn the_portal_on_an_authenticated_etcd_reads_deploys_and_deletes_without_s
     assert!(error.starts_with("the coordination store (etcd etcd://127.0.0.1:"), "{state}");
     assert!(!error.contains("ZooKeeper") && !error.contains(PASSWORD), "{state}");
 }
+
+/// `--deploy-etcd` on a portal that reads ZooKeeper is refused at start: the portal would wait
+/// for pods to form where they are not. The URL is not echoed.
+#[test]
+fn deploy_etcd_needs_the_portal_on_etcd() {
+    let url = format!("etcd://root:{PASSWORD}@127.0.0.1:1/ochopod");
+    let (code, out, err) = cli(
+        &["portal", "--serve", "--listen", "127.0.0.1:0", "--platform", "none", "--deploy-etcd", &url],
+        &[("OCHOPOD_PORTAL_TOKEN", TOKEN), ("OCHOPOD_ZK", "127.0.0.1:1")],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--deploy-etcd: this portal reads ZooKeeper") && err.contains("OCHOPOD_ETCD"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    // The pod around it says so too, before it registers anywhere.
+    let (code, out, err) = cli(
+        &["portal", "--listen", "127.0.0.1:0", "--platform", "none", "--deploy-etcd", &url],
+        &[("OCHOPOD_PORTAL_TOKEN", TOKEN), ("OCHOPOD_ZK", "127.0.0.1:1")],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("--deploy-etcd: this portal reads ZooKeeper") && !err.contains(PASSWORD), "{err}");
+}

@@ -123,6 +123,11 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
     if args.serve {
         return server::main(args);
     }
+    let on_etcd = std::env::var(ochopod_config::etcd::ENV).is_ok_and(|u| !u.trim().is_empty());
+    if let Err(e) = server::deploys_where_it_reads(&args, on_etcd || args.etcd_file.is_some()) {
+        eprintln!("ochopod portal: {e}");
+        return ExitCode::from(2);
+    }
     // The pod: a declaration whose process is this command with --serve.
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ochopod"));
     let dir = std::env::temp_dir().join(format!("ochopod-portal-{}", std::process::id()));

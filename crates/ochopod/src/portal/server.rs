@@ -324,6 +324,7 @@ fn etcd_of(args: &PortalArgs) -> Result<Option<ochopod_config::Secret>, String> 
         std::env::set_var(ochopod_config::etcd::ENV, url);
     }
     let own = std::env::var(ochopod_config::etcd::ENV).ok().filter(|u| !u.trim().is_empty());
+    deploys_where_it_reads(args, own.is_some())?;
     let deploy = match (&args.deploy_etcd_file, &args.deploy_etcd) {
         (Some(path), _) => Some(read("--deploy-etcd-file", path)?),
         (None, Some(url)) => {
@@ -333,6 +334,19 @@ fn etcd_of(args: &PortalArgs) -> Result<Option<ochopod_config::Secret>, String> 
         (None, None) => own,
     };
     Ok(deploy.map(ochopod_config::Secret))
+}
+
+/// The portal watches deployed pods form in its own store: `--deploy-etcd` on a portal that
+/// reads ZooKeeper is refused (the pods would never be seen to form).
+pub fn deploys_where_it_reads(args: &PortalArgs, on_etcd: bool) -> Result<(), String> {
+    if !on_etcd && (args.deploy_etcd.is_some() || args.deploy_etcd_file.is_some()) {
+        return Err(format!(
+            "--deploy-etcd: this portal reads ZooKeeper, where pods on etcd would never be seen to form; \
+             give the portal {} too",
+            ochopod_config::etcd::ENV
+        ));
+    }
+    Ok(())
 }
 
 pub fn main(args: PortalArgs) -> ExitCode {
