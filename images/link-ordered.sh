@@ -8,11 +8,12 @@
 # which changes with any dependency's version or features (a Cargo.lock update renames most of
 # the workspace's symbols). So the names of the list are matched against the objects' symbols
 # exactly first, and otherwise by the name without its hash, when that name is not ambiguous (a
-# generic function's instances share it: those are left out rather than all packed). Unmatched
-# names are skipped: a stale list costs memory, never correctness, but it costs all the gain: a
-# list a third of whose names are gone leaves the pod as heavy as with no list (bench/findings.md),
-# so run images/hot-symbols.sh again after a dependency update. With OCHOPOD_LINK_LOG=<file> the
-# counts (found, renamed, gone) are appended there.
+# generic function's instances share it: those are left out rather than all packed). Other names
+# (C functions of glibc and ring, in archives) go to lld as they are. Unmatched names are
+# skipped: a stale list costs memory, never correctness, but it can cost all the gain (a list a
+# third of whose names were gone left the pod as heavy as with none: bench/findings.md), so run
+# images/hot-symbols.sh again after a dependency update. With OCHOPOD_LINK_LOG=<file> the counts
+# (found, renamed, Rust names gone) and the first gone names are appended there.
 set -euo pipefail
 [ -n "${OCHOPOD_LINK_LOG:-}" ] && exec 2>>"$OCHOPOD_LINK_LOG"
 list=
@@ -39,7 +40,7 @@ bare = lambda s: re.sub(r"17h[0-9a-f]{16}E$", "E", s)
 by_bare = {}
 for s in defined:
     by_bare.setdefault(bare(s), []).append(s)
-out, exact, renamed = [], 0, 0
+out, exact, renamed, gone = [], 0, 0, []
 for name in hot:
     if name in defined:
         out.append(name); exact += 1
@@ -47,7 +48,15 @@ for name in hot:
         same = by_bare.get(bare(name), [])
         if len(same) == 1:
             out.append(same[0]); renamed += 1
+        else:
+            # Not a Rust symbol of these objects: C code from an archive (glibc, ring) is
+            # found by lld itself; a name nothing defines any more is ignored by lld.
+            out.append(name)
+            if name.startswith(("_ZN", "_R")):
+                gone.append(name)
 sys.stdout.write("\n".join(out) + "\n")
-print(f"link-ordered: {len(hot)} hot symbols: {exact} found, {renamed} renamed, {len(hot) - exact - renamed} gone", file=sys.stderr)
+print(f"link-ordered: {len(hot)} hot symbols: {exact} found, {renamed} renamed, {len(gone)} gone", file=sys.stderr)
+for name in gone[:20]:
+    print(f"link-ordered: gone: {name}", file=sys.stderr)
 ' "$list" > "$order"
 cc "${args[@]}" -Wl,--symbol-ordering-file="$order" -Wl,--no-warn-symbol-ordering
