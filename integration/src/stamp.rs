@@ -33,21 +33,26 @@ pub fn machine() -> String {
 
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").arg("-C").arg(repo_root()).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    // Only the end: porcelain lines start with a status column that may be a space.
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
 }
 
 /// The short commit, and whether tracked files outside `bench/` differed from it (the tree is
 /// shared with other work in progress: the stamp says so rather than pretend).
 pub fn commit() -> String {
     let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else { return "unknown commit".into() };
-    let changed = git(&["status", "--porcelain", "--untracked-files=no"])
-        .map(|s| s.lines().filter(|l| !l.get(3..).unwrap_or("").starts_with("bench/")).count())
-        .unwrap_or(0);
+    let changed = git(&["status", "--porcelain", "--untracked-files=no"]).map_or(0, |s| changed_outside_bench(&s));
     if changed == 0 {
         format!("commit {head}")
     } else {
         format!("commit {head} + uncommitted changes in the tree")
     }
+}
+
+/// Lines of `git status --porcelain` naming a file outside `bench/` (the status is two columns
+/// and a space: ` M bench/results.md` is the bench's own output).
+fn changed_outside_bench(porcelain: &str) -> usize {
+    porcelain.lines().filter(|l| !l.get(3..).unwrap_or("").starts_with("bench/")).count()
 }
 
 /// `/proc/loadavg`'s 1, 5 and 15 minute averages.
@@ -63,5 +68,14 @@ pub fn profile() -> &'static str {
         "debug"
     } else {
         "release"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bench_output_is_no_uncommitted_change() {
+        assert_eq!(super::changed_outside_bench(" M bench/results.md\n M bench/reliability.md"), 0);
+        assert_eq!(super::changed_outside_bench(" M bench/results.md\nM  src/lib.rs"), 1);
     }
 }

@@ -14,8 +14,9 @@
 //!   --no-scale  skip one cluster of 200 pods and 50 clusters of 10 pods
 //!   --no-check  exit 0 even when a target is missed (the table still flags it)
 //!   --bin FILE  the `ochopod` binary to run (default: the one next to this bench), to compare builds
-//!   --only LIST only these sections, comma-separated: formation, join, failover, registered, idle,
-//!               info, scale (to compare builds on one measure)
+//!   --only LIST only these sections, comma-separated: formation, join, failover, registered, etcd,
+//!               idle, info, scale (to compare builds on one measure); `etcd` is formation (3, 10),
+//!               join and failover again on a real etcd, beside ZooKeeper's rows
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,11 +27,10 @@ use anyhow::{bail, Context};
 use futures::future::join_all;
 use nix::sys::signal::Signal;
 use ochopod_core::paths;
-use ochopod_integration::pods::{descendants, ochopod_bin, Pod, PodSpec};
+use ochopod_integration::etcd::Backend;
+use ochopod_integration::pods::{descendants, ochopod_bin, Pod};
 use ochopod_integration::settle::{self, Settled};
 use ochopod_integration::stamp;
-use ochopod_integration::zk::ZkServer;
-use zookeeper_client as zk;
 
 /// Everything after this line in the output file is kept as it is.
 const KEEP_MARKER: &str = "<!-- everything below is kept by ochopod-bench -->";
@@ -110,9 +110,9 @@ const SESSION: &str = "5s";
 const DEFAULT_SESSION: &str = "15s";
 
 struct Bench {
-    zk: ZkServer,
-    /// Reads `pods/`, `snapshot` and `hash`; connected before any timing starts.
-    client: zk::Client,
+    /// ZooKeeper or etcd, with a client that reads `pods/`, `snapshot` and `hash`, connected
+    /// before any timing starts.
+    backend: Backend,
     bin: PathBuf,
     next_ns: std::cell::Cell<usize>,
 }
@@ -124,7 +124,23 @@ impl Bench {
     }
 
     fn start(&self, ns: &str, cluster: &str, session: &str) -> anyhow::Result<Pod> {
-        Pod::start(PodSpec::new(&self.bin, &self.zk.connect_string(), &yaml(ns, cluster, session)))
+        Pod::start(self.backend.pod_spec(&self.bin, &yaml(ns, cluster, session)))
+    }
+
+    /// The ZooKeeper client, for the scenarios measured on ZooKeeper only.
+    fn zk(&self) -> anyhow::Result<&zookeeper_client::Client> {
+        match &self.backend {
+            Backend::ZooKeeper { client, .. } => Ok(client),
+            Backend::Etcd { .. } => bail!("this scenario runs on ZooKeeper only"),
+        }
+    }
+
+    /// The store's process, whose CPU the scale scenarios report.
+    fn store_pid(&self) -> u32 {
+        match &self.backend {
+            Backend::ZooKeeper { server, .. } => server.pid().unwrap_or(0),
+            Backend::Etcd { cluster, .. } => cluster.pid(0).unwrap_or(0),
+        }
     }
 
     /// Spawned back to back; each pod with the instant it was spawned.
@@ -174,7 +190,7 @@ async fn observe(
             running = Some(t0.elapsed().as_secs_f64());
         }
         let last = if running.is_some() {
-            match settle::settled_now(http, &b.client, &addresses, size).await {
+            match settle::settled_on(http, &b.backend.store(), &addresses, size).await {
                 Ok(s) if accept(&s) => {
                     let done = t0.elapsed().as_secs_f64();
                     return Ok((running.unwrap_or(done), done, s));
@@ -265,6 +281,7 @@ async fn failover(b: &Bench, kill: bool) -> anyhow::Result<(f64, f64)> {
 /// non-empty payload (matched to the pod by the control port the payload carries). Returns
 /// (median pod, slowest pod).
 async fn registered(b: &Bench, n: usize) -> anyhow::Result<(f64, f64)> {
+    let zk = b.zk()?;
     let ns = b.namespace();
     let pods_dir = paths::pods_dir(&paths::cluster_prefix(&ns, "reg"));
     let started = b.start_many(&ns, "reg", n, SESSION)?;
@@ -275,12 +292,12 @@ async fn registered(b: &Bench, n: usize) -> anyhow::Result<(f64, f64)> {
         if Instant::now() > deadline {
             bail!("{} of {n} pods registered within 60 s", seen.len());
         }
-        let children = b.client.list_children(&pods_dir).await.unwrap_or_default();
+        let children = zk.list_children(&pods_dir).await.unwrap_or_default();
         for child in children {
             if seen.contains_key(&child) {
                 continue;
             }
-            let Ok((data, _)) = b.client.get_data(&format!("{pods_dir}/{child}")).await else { continue };
+            let Ok((data, _)) = zk.get_data(&format!("{pods_dir}/{child}")).await else { continue };
             let at = Instant::now();
             if data.is_empty() {
                 continue;
@@ -555,7 +572,7 @@ struct ScaleRun {
 
 /// `clusters` clusters of `size` pods, all spawned back to back; settled when every cluster is.
 async fn scale(b: &Bench, clusters: usize, size: usize) -> anyhow::Result<ScaleRun> {
-    let zk_pid = b.zk.pid().unwrap_or(0);
+    let zk_pid = b.store_pid();
     let (zk0, own0) = (cpu_total(zk_pid), cpu_total(std::process::id()));
     let ns = b.namespace();
     let t0 = Instant::now();
@@ -730,17 +747,11 @@ async fn main() -> anyhow::Result<()> {
     let o = opts()?;
     let began = Instant::now();
     let load_before = stamp::load();
-    let zk = ZkServer::start()?;
-    let client = settle::client(&zk.connect_string()).await?;
-    let b = Bench {
-        zk,
-        client,
-        bin: match &o.bin {
-            Some(bin) => bin.clone(),
-            None => ochopod_bin()?,
-        },
-        next_ns: Default::default(),
+    let bin = match &o.bin {
+        Some(bin) => bin.clone(),
+        None => ochopod_bin()?,
     };
+    let b = Bench { backend: Backend::zookeeper().await?, bin: bin.clone(), next_ns: Default::default() };
     let mut t = Table::default();
     let runs = o.runs;
 
@@ -790,6 +801,26 @@ async fn main() -> anyhow::Result<()> {
         let v = repeat(runs, || registered(&b, n)).await?;
         t.add(&format!("registered, {n} pods spawned together: median pod"), firsts(&v), "s", None, "");
         t.add(&format!("registered, {n} pods spawned together: slowest pod"), seconds(&v), "s", None, original);
+    }
+
+    // The same formation, join and failover on etcd (issue 18): one member on loopback, the
+    // pods' lease as long as the ZooKeeper session (5 s), settled by the same definition read
+    // from etcd. Beside the ZooKeeper rows above; no target and no original (it has no etcd).
+    if o.wants("etcd") {
+        let e = Bench { backend: Backend::etcd(1).await?, bin: bin.clone(), next_ns: Default::default() };
+        for n in [3, 10] {
+            let v = repeat(runs, || formation(&e, n)).await?;
+            t.add(&format!("etcd: {n} pods spawned together: all running"), firsts(&v), "s", None, "");
+            t.add(&format!("etcd: {n} pods spawned together: settled"), seconds(&v), "s", None, "");
+        }
+        let v = repeat(runs, || join(&e)).await?;
+        t.add("etcd: 1 pod joins a settled 3-pod cluster: settled(4)", seconds(&v), "s", None, "");
+        let v = repeat(runs.min(3), || failover(&e, true)).await?;
+        t.add("etcd: leader SIGKILL (5 s lease): new leader", firsts(&v), "s", None, "");
+        t.add("etcd: leader SIGKILL (5 s lease): settled(2), new hash", seconds(&v), "s", None, "");
+        let v = repeat(runs, || failover(&e, false)).await?;
+        t.add("etcd: leader SIGTERM: new leader", firsts(&v), "s", None, "");
+        t.add("etcd: leader SIGTERM: settled(2), new hash", seconds(&v), "s", None, "");
     }
 
     // Idle footprint.
@@ -925,7 +956,9 @@ async fn main() -> anyhow::Result<()> {
          (`integration/src/settle.rs`): *all running* = every pod's `/info` says `process: running`; *settled* = \
          all running, exactly one plain `leader`, N registrations under `pods/` and N entries in `snapshot`; after \
          a failover, settled with a `hash` other than before. Every pod's `/info` is read in parallel each look. \
-         Timed scenarios use a 5 s session like §8. *Registered*: per pod, from its spawn to its znode with a \
+         Timed scenarios use a 5 s session like §8. The rows named `etcd:` run the same scenarios with the pods on \
+         one real etcd member instead (Debian's etcd 3.4, loopback; `coordination` through `OCHOPOD_ETCD`, a 5 s \
+         lease), settled by the same definition read from etcd. *Registered*: per pod, from its spawn to its znode with a \
          non-empty payload. *Idle*: settled 3-pod clusters, nothing polling them, one window; RSS, PSS, private \
          memory and threads from /proc at its end, CPU from the threads' schedstat. The pod's keeper (a second, \
          single-threaded process that ends the pod's children if ochopod is SIGKILLed; see \
