@@ -470,3 +470,43 @@ async fn the_portal_serves_https_and_its_own_pod_is_behind_the_token() {
     let (code, out, err) = cli(&["reconfigure", "portal", "--ca", ca], &through);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// ZooKeeper credentials given to the portal (`--zk`, `--deploy-zk`, as on a Marathon/Mesos
+/// ensemble) reach its server in private files, not on any process's command line (where every
+/// user of the host reads them), its log or its pod's `/info`; and the server uses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_credentials_reach_the_portal_server_on_no_command_line() {
+    const PASSWORD: &str = "zk-portal-pa55word";
+    let zk = ZkServer::start().expect("ZooKeeper");
+    let yaml = simple_yaml("web", "");
+    let pods: Vec<Pod> = (0..2).map(|_| start_pod(&zk, &yaml)).collect();
+    wait_settled(&pods.iter().collect::<Vec<_>>(), 2, SETTLE).await;
+    // ZooKeeper's digest provider accepts any `user:password`. `OCHOPOD_ZK` points nowhere: only
+    // the `--zk` given finds the pods.
+    let url = format!("zk://ochopod:{PASSWORD}@{}", zk.connect_string());
+    let portal = Served::portal_with(
+        tempfile::tempdir().unwrap(),
+        &[("OCHOPOD_ZK", "127.0.0.1:1".to_string())],
+        TOKEN,
+        &["--platform", "none", "--zk", &url, "--deploy-zk", &url],
+        &[],
+    );
+    portal.ready().await;
+    let (code, stdout, stderr) = cli(&["ls", "web", "--portal", &portal.url], &[("OCHOPOD_TOKEN", TOKEN)]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("test.web"), "{stdout}");
+    let pids = std::iter::once(portal.child.id()).chain(ochopod_integration::pods::descendants(portal.child.id()));
+    for pid in pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(
+            pid == portal.child.id() || !String::from_utf8_lossy(&cmdline).contains(PASSWORD),
+            "process {pid}'s command line: {}",
+            String::from_utf8_lossy(&cmdline).replace('\0', " ")
+        );
+    }
+    assert!(!portal.log().contains(PASSWORD), "the portal's log shows the password");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let info = http.get(format!("http://127.0.0.1:{}/info", portal.control)).bearer_auth(TOKEN).send().await.unwrap();
+    let info = info.text().await.unwrap();
+    assert!(info.contains("\"cluster\":\"portal\"") && !info.contains(PASSWORD), "the portal pod's /info: {info}");
+}

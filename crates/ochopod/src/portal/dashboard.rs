@@ -332,6 +332,8 @@ pub fn main(args: DashboardArgs) -> ExitCode {
         deploy_etcd: None,
         deploy_etcd_file: None,
         etcd_file: None,
+        zk_file: None,
+        deploy_zk_file: None,
         namespace: "local".into(),
         control_port: 0,
         serve: true,

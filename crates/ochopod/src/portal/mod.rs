@@ -86,6 +86,13 @@ pub struct PortalArgs {
     /// `--deploy-etcd`, read from this file.
     #[arg(long, value_name = "PATH", conflicts_with = "deploy_etcd")]
     pub deploy_etcd_file: Option<PathBuf>,
+    /// `--zk` and `--deploy-zk`, read from these files: what `ochopod portal` writes (0600, in
+    /// its private folder) for its server, whose `OCHOPOD_ZK` comes without credentials like
+    /// any pod process's, so that credentials are never on a command line.
+    #[arg(long, value_name = "PATH")]
+    pub zk_file: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    pub deploy_zk_file: Option<PathBuf>,
     /// The etcd the server reads, credentials included, from this file instead of
     /// `OCHOPOD_ETCD`: what `ochopod portal` writes (0600, in its private folder) for its
     /// server, whose `OCHOPOD_ETCD` comes without credentials like any pod process's.
@@ -135,13 +142,14 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
     let mut rest = std::env::args().skip_while(|a| a != "portal").skip(1);
     while let Some(a) = rest.next() {
         // Verbosity and the log format are the pod's; the server logs to its stdout anyway.
-        // `--deploy-etcd` may carry credentials: it reaches the server in a file (below).
-        if a == "--log-format" || a == "--deploy-etcd" {
+        // `--zk`, `--deploy-zk` and `--deploy-etcd` may carry credentials: they reach the server
+        // in files (below).
+        const IN_FILES: [&str; 4] = ["--log-format", "--deploy-etcd", "--zk", "--deploy-zk"];
+        if IN_FILES.contains(&a.as_str()) {
             rest.next();
             continue;
         }
-        if a.starts_with("--log-format=")
-            || a.starts_with("--deploy-etcd=")
+        if IN_FILES.iter().any(|o| a.starts_with(&format!("{o}=")))
             || (a.starts_with("-v") && a.chars().skip(1).all(|c| c == 'v'))
         {
             continue;
@@ -150,7 +158,12 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
     }
     // The server's environment is a pod process's: `OCHOPOD_ETCD` without its credentials. The
     // URL it needs (and the one deployed pods get) go in files only its owner reads.
-    let mut private: Vec<(&str, String)> = Vec::new();
+    let mut private: Vec<(&str, String)> = vec![("zk", args.zk.clone())];
+    argv.extend(["--zk-file".into(), dir.join("zk").display().to_string()]);
+    if let Some(zk) = &args.deploy_zk {
+        private.push(("deploy-zk", zk.clone()));
+        argv.extend(["--deploy-zk-file".into(), dir.join("deploy-zk").display().to_string()]);
+    }
     if let Some(url) = std::env::var(ochopod_config::etcd::ENV).ok().filter(|u| !u.trim().is_empty()) {
         if args.etcd_file.is_none() {
             private.push(("etcd", url));
@@ -199,13 +212,18 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
         eprintln!("ochopod portal: cannot write its declaration in {}: {e}", dir.display());
         return ExitCode::from(1);
     }
+    // The pod registers where `--zk` says (its declaration's `zk`): `OCHOPOD_ZK` would win
+    // over the declaration, and `--zk` given on the command line wins over `OCHOPOD_ZK`. Still
+    // one thread here, before the runtime starts.
+    std::env::set_var("OCHOPOD_ZK", &args.zk);
+    std::env::remove_var("ochopod_zk");
     let code = crate::run::main(RunArgs { pod: dir.join("pod.yaml") }, verbose, format);
     let _ = std::fs::remove_dir_all(&dir);
     code
 }
 
 /// The pod's folder, readable by its owner only, with its declaration and its secrets (the
-/// control token, the etcd URLs with their credentials), each created 0600.
+/// control token, the ZooKeeper and etcd targets with their credentials), each created 0600.
 fn write_private(dir: &std::path::Path, declaration: &str, secrets: &[(&str, String)]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};

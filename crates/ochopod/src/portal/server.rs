@@ -309,6 +309,24 @@ pub async fn serve(
     ExitCode::SUCCESS
 }
 
+/// Reads `--zk-file` and `--deploy-zk-file` into `--zk` and `--deploy-zk`. Errors never quote
+/// a connect string (it may hold credentials).
+fn zk_of(args: &mut PortalArgs) -> Result<(), String> {
+    let read = |option: &str, path: &Path| -> Result<String, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{option} {}: {e}", path.display()))?;
+        let connect = text.trim().to_string();
+        ochopod_config::ZkTarget::parse(&connect).map_err(|e| format!("{option} {}: {e}", path.display()))?;
+        Ok(connect)
+    };
+    if let Some(path) = &args.zk_file {
+        args.zk = read("--zk-file", path)?;
+    }
+    if let Some(path) = &args.deploy_zk_file {
+        args.deploy_zk = Some(read("--deploy-zk-file", path)?);
+    }
+    Ok(())
+}
+
 /// Reads `--etcd-file` into `OCHOPOD_ETCD` (the tools, the hub and deploy read etcd through
 /// it), and says where deployed pods coordinate: `--deploy-etcd(-file)`, else that etcd. Called
 /// before any thread starts. Errors never quote a URL (it may hold credentials).
@@ -349,8 +367,12 @@ pub fn deploys_where_it_reads(args: &PortalArgs, on_etcd: bool) -> Result<(), St
     Ok(())
 }
 
-pub fn main(args: PortalArgs) -> ExitCode {
+pub fn main(mut args: PortalArgs) -> ExitCode {
     init_logs("info");
+    if let Err(e) = zk_of(&mut args) {
+        eprintln!("ochopod portal: {e}");
+        return ExitCode::from(2);
+    }
     let deploy_etcd = match etcd_of(&args) {
         Ok(e) => e,
         Err(e) => {
