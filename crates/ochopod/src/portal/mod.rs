@@ -13,9 +13,9 @@
 //! The portal reaches ZooKeeper (`--zk`), or etcd when `OCHOPOD_ETCD` is set (the portal pod
 //! then registers there, and deploys pods that coordinate there: `--deploy-etcd`), and the pods
 //! (their token: `--pod-token-file` or `OCHOPOD_TOKEN`; their CA: `--ca`); its clients need only
-//! the portal. A pod process gets `OCHOPOD_ETCD` without its credentials, so the pod hands its
-//! server the full URLs in 0600 files of its private folder (`--etcd-file`,
-//! `--deploy-etcd-file`), never on the command line. The portal pod's own control API takes the
+//! the portal. A pod process gets `OCHOPOD_ZK` and `OCHOPOD_ETCD` without their credentials, so
+//! the pod hands its server the full targets in 0600 files of its private folder (`--zk-file`,
+//! `--deploy-zk-file`, `--etcd-file`, `--deploy-etcd-file`), never on the command line. The portal pod's own control API takes the
 //! pods' token (else the portal's), like any pod's.
 
 pub mod dashboard;
