@@ -309,15 +309,19 @@ pub async fn serve(
     ExitCode::SUCCESS
 }
 
+/// A store's target from the file `ochopod portal` wrote for its server (`option` names it),
+/// checked by `parse`; errors name the option and the file, never the text.
+fn read_target(option: &str, path: &Path, parse: impl Fn(&str) -> Result<(), String>) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{option} {}: {e}", path.display()))?;
+    let target = text.trim().to_string();
+    parse(&target).map_err(|e| format!("{option} {}: {e}", path.display()))?;
+    Ok(target)
+}
+
 /// Reads `--zk-file` and `--deploy-zk-file` into `--zk` and `--deploy-zk`. Errors never quote
 /// a connect string (it may hold credentials).
 fn zk_of(args: &mut PortalArgs) -> Result<(), String> {
-    let read = |option: &str, path: &Path| -> Result<String, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{option} {}: {e}", path.display()))?;
-        let connect = text.trim().to_string();
-        ochopod_config::ZkTarget::parse(&connect).map_err(|e| format!("{option} {}: {e}", path.display()))?;
-        Ok(connect)
-    };
+    let read = |option: &str, path: &Path| read_target(option, path, |t| ochopod_config::ZkTarget::parse(t).map(drop));
     if let Some(path) = &args.zk_file {
         args.zk = read("--zk-file", path)?;
     }
@@ -331,12 +335,8 @@ fn zk_of(args: &mut PortalArgs) -> Result<(), String> {
 /// it), and says where deployed pods coordinate: `--deploy-etcd(-file)`, else that etcd. Called
 /// before any thread starts. Errors never quote a URL (it may hold credentials).
 fn etcd_of(args: &PortalArgs) -> Result<Option<ochopod_config::Secret>, String> {
-    let read = |option: &str, path: &Path| -> Result<String, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{option} {}: {e}", path.display()))?;
-        let url = text.trim().to_string();
-        ochopod_config::EtcdTarget::parse(&url).map_err(|e| format!("{option} {}: {e}", path.display()))?;
-        Ok(url)
-    };
+    let read =
+        |option: &str, path: &Path| read_target(option, path, |t| ochopod_config::EtcdTarget::parse(t).map(drop));
     if let Some(path) = &args.etcd_file {
         let url = read("--etcd-file", path)?;
         std::env::set_var(ochopod_config::etcd::ENV, url);
