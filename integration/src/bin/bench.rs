@@ -995,6 +995,8 @@ async fn main() -> anyhow::Result<()> {
     }
     fs::write(&o.out, &md)?;
     println!("{md}");
+    // The store (a ZooKeeper server process) goes now: `exit` below runs no destructor.
+    drop(b);
     if !missed.is_empty() {
         eprintln!("targets missed: {}", missed.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join("; "));
         if o.check {
