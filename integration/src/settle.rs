@@ -169,15 +169,7 @@ pub async fn wait_settled(
     timeout: Duration,
     accept: impl Fn(&Settled) -> bool,
 ) -> anyhow::Result<Settled> {
-    wait::until(&format!("{} pods settled with {size} registered", addresses.len()), timeout, || async {
-        let settled = settled_now(http, zk, addresses, size).await?;
-        if accept(&settled) {
-            Ok(settled)
-        } else {
-            Err(format!("settled, but not as wanted (hash {})", settled.hash))
-        }
-    })
-    .await
+    wait_settled_on(http, &Store::Zk(zk), addresses, size, timeout, accept).await
 }
 
 /// A ZooKeeper client for [`settled_now`], bounded in time.

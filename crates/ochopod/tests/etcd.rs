@@ -145,14 +145,7 @@ async fn etcd_leader_killed_fails_over_with_a_higher_epoch_and_its_lease_takes_i
     eprintln!("etcd failover after SIGKILL of the leader (lease TTL 5 s): {} ms", failover.as_millis());
 
     // The dead leader's epoch, replayed: refused by pods that applied the new one.
-    let (key, ..) = view_of(&pods[0]).unwrap();
-    let info = pods[0].info().await.unwrap();
-    let stale = serde_json::json!({
-        "pods": { key.clone(): { "ip": info.ip, "ports": info.ports, "port": info.port, "seq": info.seq } },
-        "dependencies": {}, "key": key, "epoch": old_epoch
-    });
-    let reply =
-        pods[0].client().call(&pods[0].address(), "control/on/5", Some(&stale), Duration::from_secs(10)).await.unwrap();
+    let reply = replay_on(&pods[0], old_epoch).await;
     assert_eq!(reply.code, 409, "a stale leader's command is refused: {reply:?}");
     assert_eq!(view_of(&pods[0]).unwrap().3, 2, "the stale payload must not be applied");
 }
@@ -504,14 +497,7 @@ async fn a_killed_leader_is_replaced_under_a_newer_epoch_and_its_commands_refuse
         killed.elapsed().as_millis()
     );
     assert!(epoch(&pods[after.leader]) > old_epoch, "{}: the epoch did not rise", backend.name());
-    let (key, ..) = view_of(&pods[0]).unwrap();
-    let info = pods[0].info().await.unwrap();
-    let stale = serde_json::json!({
-        "pods": { key.clone(): { "ip": info.ip, "ports": info.ports, "port": info.port, "seq": info.seq } },
-        "dependencies": {}, "key": key, "epoch": old_epoch
-    });
-    let reply =
-        pods[0].client().call(&pods[0].address(), "control/on/5", Some(&stale), Duration::from_secs(10)).await.unwrap();
+    let reply = replay_on(&pods[0], old_epoch).await;
     assert_eq!(reply.code, 409, "{}: a stale leader's command was not refused: {reply:?}", backend.name());
 }
 
@@ -624,4 +610,15 @@ async fn etcd_keys_that_are_no_registration_are_left_out() {
     }
     let log = std::fs::read_to_string(hx[s.leader].dir.path().join("pod.log")).unwrap();
     assert!(log.contains("ignoring an invalid registration"), "the leader says what it left out");
+}
+
+/// An `on` with a dead leader's `epoch`, as that leader would have sent it to `pod`.
+async fn replay_on(pod: &Pod, epoch: u64) -> ochopod_api::client::Reply {
+    let (key, ..) = view_of(pod).unwrap();
+    let info = pod.info().await.unwrap();
+    let stale = serde_json::json!({
+        "pods": { key.clone(): { "ip": info.ip, "ports": info.ports, "port": info.port, "seq": info.seq } },
+        "dependencies": {}, "key": key, "epoch": epoch
+    });
+    pod.client().call(&pod.address(), "control/on/5", Some(&stale), Duration::from_secs(10)).await.unwrap()
 }
