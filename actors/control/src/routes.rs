@@ -9,7 +9,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, Resource};
 use futures::StreamExt;
 use ochopod_api::Task;
-use ochopod_executor::{Command, GetStatus};
+use ochopod_executor::{Command, GetStatus, JsonBody};
 use ochopod_leader::{GetLeaderStatus, Reconfigure};
 use ochopod_session::{GetSessionStatus, Reset};
 use serde::Deserialize;
@@ -111,7 +111,7 @@ fn parse_timeout(raw: Option<&str>) -> Result<Duration, ControlError> {
 }
 
 /// `None` for an empty body; otherwise the body must be JSON, within `limit` bytes.
-async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Option<Value>, ControlError> {
+async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Option<JsonBody>, ControlError> {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
@@ -128,7 +128,7 @@ async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| ControlError::BadJson(e.to_string()))
+    JsonBody::parse(&bytes).map(Some).map_err(ControlError::BadJson)
 }
 
 async fn info(_: Reading, state: State) -> HttpResponse {

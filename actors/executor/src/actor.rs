@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::machine::{Action, HookError, HookKind, Input, JobId, Machine, Policy};
+use crate::machine::{Action, HookError, HookKind, Input, JobId, JsonBody, Machine, Policy};
 use crate::process::{http_client, run_hook, run_sanity, signal_group, spawn_child};
 use crate::render::{changed_inputs, mask, render, write_files, Rendered};
 
@@ -173,7 +173,7 @@ impl Executor {
                 let (settings, env) = (self.settings.clone(), self.env.clone());
                 let (epoch, index, size) = (view.epoch, view.index, view.size);
                 let work = move || {
-                    let rendered = render(&settings, &view, &env).map_err(|e| e.to_string());
+                    let rendered = render(&settings, view, &env).map_err(|e| e.to_string());
                     let written = rendered.and_then(|r| write_files(&r.files, &settings.work_dir()).map(|()| r));
                     let _ = tx.send(written);
                 };
@@ -299,7 +299,7 @@ pub struct Command {
     /// The raw JSON body (`None` for an empty body). For check/on/ok a leader payload
     /// (`ochopod_core::ControlPayload`); off and kill only look at a payload's epoch and ignore
     /// any other body; for signal anything.
-    pub body: Option<Value>,
+    pub body: Option<JsonBody>,
 }
 
 /// The outcome of a [`Command`], mapped to HTTP by the control actor.

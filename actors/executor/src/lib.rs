@@ -49,3 +49,4 @@ pub mod render;
 pub mod testing;
 
 pub use actor::{Command, Executor, ExecutorStatus, GetStatus, Reply, Shutdown};
+pub use machine::JsonBody;

@@ -7,13 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use minijinja::value::Value as JinjaValue;
+use minijinja::value::{Enumerator, Object, Serde, Value as JinjaValue};
 use minijinja::{Environment, UndefinedBehavior};
 use ochopod_config::{SanityCheck, Settings};
 use ochopod_core::ClusterView;
-use serde_json::json;
 
 /// What a configuration produces.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,31 +102,75 @@ fn describe(e: &minijinja::Error) -> String {
     msg
 }
 
-fn renderer<'a>(settings: &'a Settings, view: &ClusterView, env: &BTreeMap<String, String>) -> Renderer<'a> {
+fn renderer<'a>(settings: &'a Settings, view: Arc<ClusterView>, env: &BTreeMap<String, String>) -> Renderer<'a> {
     let mut jinja = Environment::new();
     jinja.set_undefined_behavior(UndefinedBehavior::Strict);
     jinja.set_fuel(Some(FUEL));
     if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build() {
         jinja.set_syntax(syntax);
     }
-    let shared = Arc::new(view.clone());
+    let shared = view.clone();
     jinja.add_function("grep", move |cluster: String, port: u16, public: Option<bool>| {
         shared.grep(&cluster, port, public.unwrap_or(false))
     });
-    let ctx = json!({
-        "pod": view.pod,
-        "key": view.key,
-        "index": view.index,
-        "seq": view.seq,
-        "size": view.size,
-        "pods": view.pods,
-        "dependencies": view.dependencies,
-        "env": env,
-        "epoch": view.epoch,
-        "cluster": settings.cluster,
-        "namespace": settings.namespace,
-    });
-    Renderer { settings, jinja, ctx: JinjaValue::from(minijinja::value::Serde(&ctx)) }
+    let ctx = Context {
+        view,
+        env: env.clone(),
+        cluster: settings.cluster.clone(),
+        namespace: settings.namespace.clone(),
+        pod: OnceLock::new(),
+        pods: OnceLock::new(),
+        dependencies: OnceLock::new(),
+        env_value: OnceLock::new(),
+    };
+    Renderer { settings, jinja, ctx: JinjaValue::from_object(ctx) }
+}
+
+/// What templates see: `pod`, `key`, `index`, `seq`, `size`, `pods`, `dependencies`, `env`,
+/// `epoch`, `cluster` and `namespace`. Each is made into a template value when a template first
+/// reads it, once per render: a template that never reads `pods` does not pay for converting
+/// every registration of the cluster, which made most of the CPU a pod of a 200-pod cluster
+/// spent in each round (bench/findings.md, "Scale").
+#[derive(Debug)]
+struct Context {
+    view: Arc<ClusterView>,
+    env: BTreeMap<String, String>,
+    cluster: String,
+    namespace: String,
+    pod: OnceLock<JinjaValue>,
+    pods: OnceLock<JinjaValue>,
+    dependencies: OnceLock<JinjaValue>,
+    env_value: OnceLock<JinjaValue>,
+}
+
+impl Context {
+    const FIELDS: &'static [&'static str] =
+        &["cluster", "dependencies", "env", "epoch", "index", "key", "namespace", "pod", "pods", "seq", "size"];
+}
+
+impl Object for Context {
+    fn get_value(self: &Arc<Self>, key: &JinjaValue) -> Option<JinjaValue> {
+        let once = |cell: &OnceLock<JinjaValue>, make: &dyn Fn() -> JinjaValue| cell.get_or_init(make).clone();
+        let view = &self.view;
+        Some(match key.as_str()? {
+            "pod" => once(&self.pod, &|| JinjaValue::from(Serde(&view.pod))),
+            "pods" => once(&self.pods, &|| JinjaValue::from(Serde(&view.pods))),
+            "dependencies" => once(&self.dependencies, &|| JinjaValue::from(Serde(&view.dependencies))),
+            "env" => once(&self.env_value, &|| JinjaValue::from(Serde(&self.env))),
+            "key" => JinjaValue::from(view.key.as_str()),
+            "index" => JinjaValue::from(view.index),
+            "seq" => JinjaValue::from(view.seq),
+            "size" => JinjaValue::from(view.size),
+            "epoch" => JinjaValue::from(Serde(&view.epoch)),
+            "cluster" => JinjaValue::from(self.cluster.as_str()),
+            "namespace" => JinjaValue::from(self.namespace.as_str()),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(Self::FIELDS)
+    }
 }
 
 /// Render everything a configuration needs. `env` is ochopod's own environment; the template's
@@ -136,11 +179,12 @@ fn renderer<'a>(settings: &'a Settings, view: &ClusterView, env: &BTreeMap<Strin
 /// even when `process.env` names it.
 pub fn render(
     settings: &Settings,
-    view: &ClusterView,
+    view: impl Into<Arc<ClusterView>>,
     env: &BTreeMap<String, String>,
 ) -> Result<Rendered, RenderError> {
+    let view = view.into();
     let env = &settings.pod_env(env).vars;
-    let r = renderer(settings, view, env);
+    let r = renderer(settings, view.clone(), env);
     let base = settings.work_dir();
     let mut files = Vec::with_capacity(settings.files.len());
     for (i, f) in settings.files.iter().enumerate() {
@@ -176,7 +220,7 @@ pub fn render(
             None => None,
         };
     }
-    child_env.extend(settings.ochopod_vars(Some(view)));
+    child_env.extend(settings.ochopod_vars(Some(&view)));
     if let Some(name) = settings.token_env() {
         child_env.remove(name);
     }
@@ -340,7 +384,7 @@ mod tests {
             mode: Some(0o600),
         });
         let env = BTreeMap::from([("HOME".to_string(), "/root".to_string())]);
-        let r = render(&s, &view(), &env).unwrap();
+        let r = render(&s, view(), &env).unwrap();
         assert_eq!(r.argv, vec!["probe", "--id", "7", "--peers", "10.0.1.1:31001,10.0.1.2:31002"]);
         assert_eq!(r.env["INDEX"], "1/2");
         assert_eq!(r.env["HOME"], "/root");
@@ -355,9 +399,9 @@ mod tests {
     #[test]
     fn a_shell_command_runs_through_sh_and_quoting_is_respected_otherwise() {
         let mut s = settings(Some("echo \"a b\" 'c d' e\\ f"));
-        assert_eq!(render(&s, &view(), &BTreeMap::new()).unwrap().argv, vec!["echo", "a b", "c d", "e f"]);
+        assert_eq!(render(&s, view(), &BTreeMap::new()).unwrap().argv, vec!["echo", "a b", "c d", "e f"]);
         s.process.as_mut().unwrap().shell = true;
-        let argv = render(&s, &view(), &BTreeMap::new()).unwrap().argv;
+        let argv = render(&s, view(), &BTreeMap::new()).unwrap().argv;
         assert_eq!(argv, vec!["sh", "-c", "echo \"a b\" 'c d' e\\ f"]);
     }
 
@@ -365,7 +409,7 @@ mod tests {
     fn a_typo_is_an_error_naming_the_template() {
         let mut s = settings(Some("probe"));
         s.process.as_mut().unwrap().env.insert("X".into(), "{{ pod.prots }}".into());
-        let e = render(&s, &view(), &BTreeMap::new()).unwrap_err();
+        let e = render(&s, view(), &BTreeMap::new()).unwrap_err();
         assert!(matches!(&e, RenderError::Template { name, .. } if name == "process.env.X"), "{e}");
         assert!(e.to_string().contains("pod.yml"), "{e}");
     }
@@ -373,9 +417,9 @@ mod tests {
     #[test]
     fn unbalanced_quotes_and_empty_commands_are_errors() {
         let s = settings(Some("probe 'oops"));
-        assert!(matches!(render(&s, &view(), &BTreeMap::new()), Err(RenderError::Split { .. })));
+        assert!(matches!(render(&s, view(), &BTreeMap::new()), Err(RenderError::Split { .. })));
         let s = settings(Some("{{ '' }}"));
-        assert!(matches!(render(&s, &view(), &BTreeMap::new()), Err(RenderError::EmptyCommand { .. })));
+        assert!(matches!(render(&s, view(), &BTreeMap::new()), Err(RenderError::EmptyCommand { .. })));
     }
 
     #[test]
@@ -387,7 +431,7 @@ mod tests {
             mode: None,
         });
         let env = BTreeMap::from([("WHO".to_string(), "me".to_string())]);
-        let r = render(&s, &view(), &env).unwrap();
+        let r = render(&s, view(), &env).unwrap();
         assert!(r.argv.is_empty());
         assert_eq!(r.files[0].1, "me b 4");
     }
@@ -401,7 +445,7 @@ mod tests {
             retries: 1,
             timeout: std::time::Duration::from_secs(1),
         });
-        let r = render(&s, &view(), &BTreeMap::new()).unwrap();
+        let r = render(&s, view(), &BTreeMap::new()).unwrap();
         assert_eq!(r.sanity, Some(SanityCheck::Tcp("10.0.0.2:8080".into())));
     }
 
@@ -416,13 +460,13 @@ mod tests {
             mode: None,
         });
         let env = BTreeMap::from([("POD_TOKEN".to_string(), "s3cret".to_string()), ("OTHER".into(), "o".into())]);
-        let r = render(&s, &view(), &env).unwrap();
+        let r = render(&s, view(), &env).unwrap();
         assert_eq!(r.files[0].1, "hidden o");
         assert_eq!(r.env.get("POD_TOKEN"), None);
         assert_eq!(r.env["OTHER"], "o");
         // A token from a file hides nothing.
         s.control.token_source = Some(ochopod_config::TokenSource::File("/run/secrets/token".into()));
-        assert_eq!(render(&s, &view(), &env).unwrap().env["POD_TOKEN"], "declared");
+        assert_eq!(render(&s, view(), &env).unwrap().env["POD_TOKEN"], "declared");
     }
 
     #[test]
@@ -471,14 +515,14 @@ mod tests {
             mode: None,
         });
         let started = std::time::Instant::now();
-        let e = render(&s, &view(), &BTreeMap::new()).unwrap_err().to_string();
+        let e = render(&s, view(), &BTreeMap::new()).unwrap_err().to_string();
         assert!(e.contains("files[0] (loop.txt)") && e.contains("ran out of fuel"), "{e}");
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
         s.files[0].template = "{{ 'x' * 20000000 }}".into();
-        let e = render(&s, &view(), &BTreeMap::new()).unwrap_err().to_string();
+        let e = render(&s, view(), &BTreeMap::new()).unwrap_err().to_string();
         assert!(e.contains("files[0] (loop.txt)"), "{e}");
         s.files[0].template = "{% for a in range(20) %}{{ 'x' * 1000000 }}{% endfor %}".into();
-        let e = render(&s, &view(), &BTreeMap::new()).unwrap_err().to_string();
+        let e = render(&s, view(), &BTreeMap::new()).unwrap_err().to_string();
         assert!(e.contains("files[0] (loop.txt)") && e.contains("rendered more than 16 MiB"), "{e}");
     }
 
@@ -488,14 +532,14 @@ mod tests {
         s.files.push(ochopod_config::FileTemplate { path: "a.cfg".into(), template: "{{ index }}".into(), mode: None });
         s.process.as_mut().unwrap().env.insert("SECRET".into(), "{{ env.S }}".into());
         let env = BTreeMap::from([("S".to_string(), "one".to_string())]);
-        let before = render(&s, &view(), &env).unwrap();
+        let before = render(&s, view(), &env).unwrap();
         let mut v = view();
         v.epoch = Some(99);
-        assert_eq!(changed_inputs(&s, &before, &render(&s, &v, &env).unwrap()), Vec::<String>::new());
+        assert_eq!(changed_inputs(&s, &before, &render(&s, v.clone(), &env).unwrap()), Vec::<String>::new());
         let env2 = BTreeMap::from([("S".to_string(), "two".to_string())]);
         v.size = 3;
         v.index = 0;
-        let changed = changed_inputs(&s, &before, &render(&s, &v, &env2).unwrap());
+        let changed = changed_inputs(&s, &before, &render(&s, v.clone(), &env2).unwrap());
         assert_eq!(
             changed,
             ["command", "env OCHOPOD_INDEX", "env OCHOPOD_SIZE", "env S", "env SECRET", "file a.cfg"],
@@ -517,10 +561,10 @@ mod tests {
             "run --pw *** --token=*** --cluster zookeeper /root/x -n 1"
         );
         let mut s = settings(Some("probe --pw '{{ env.DB_PASSWORD }}"));
-        let e = render(&s, &view(), &env).unwrap_err().to_string();
+        let e = render(&s, view(), &env).unwrap_err().to_string();
         assert!(e.contains("--pw '***") && !e.contains("hunter22"), "{e}");
         s.debug = true;
-        let e = render(&s, &view(), &env).unwrap_err().to_string();
+        let e = render(&s, view(), &env).unwrap_err().to_string();
         assert!(e.contains("hunter22"), "{e}");
     }
 }

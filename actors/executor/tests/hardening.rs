@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ochopod_api::Task;
 use ochopod_config::{FileTemplate, Sanity, SanityCheck};
-use ochopod_executor::{Command, Shutdown};
+use ochopod_executor::{Command, JsonBody, Shutdown};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -179,7 +179,7 @@ fn writing_the_files_does_not_block_the_executor_and_the_command_waits_for_it() 
             std::fs::read_to_string(&fifo)
         });
         let (addr, _) = f.start();
-        let on = addr.send(Command { task: Task::On, body: Some(payload(None)) });
+        let on = addr.send(Command { task: Task::On, body: Some(JsonBody::from(&payload(None))) });
         let asked = Instant::now();
         let s = status(&addr).await;
         let answered = asked.elapsed();

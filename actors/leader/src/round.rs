@@ -19,10 +19,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use ochopod_api::wire::status;
-use ochopod_api::{ClientError, Task};
+use ochopod_api::{Bytes, ClientError, Task};
 use ochopod_core::events::RoundFailureKind;
 use ochopod_core::view::Pods;
-use ochopod_core::ControlPayload;
 
 /// A pod's reply to a control request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,14 +74,15 @@ impl SendError {
     }
 }
 
-/// Sends one control request; `Ok(answer)` or why there was no answer.
+/// Sends one control request with its payload (an [`ochopod_core::ControlPayload`] serialised as JSON);
+/// `Ok(answer)` or why there was no answer.
 pub trait Control: Send + Sync {
     fn control(
         &self,
         address: String,
         task: Task,
         grace: Duration,
-        payload: ControlPayload,
+        payload: Bytes,
     ) -> impl Future<Output = Result<Answer, SendError>> + Send + 'static;
 }
 
@@ -92,11 +92,11 @@ impl Control for ochopod_api::PodClient {
         address: String,
         task: Task,
         grace: Duration,
-        payload: ControlPayload,
+        payload: Bytes,
     ) -> impl Future<Output = Result<Answer, SendError>> + Send + 'static {
         let client = self.clone();
         async move {
-            let reply = client.control(&address, task, grace, Some(&payload)).await?;
+            let reply = client.control_serialized(&address, task, grace, payload).await?;
             let newest = (reply.code == 409).then(|| reply.body.get("newest").and_then(|n| n.as_u64())).flatten();
             Ok(Answer { code: reply.code, newest })
         }
@@ -310,12 +310,41 @@ fn failure(target: &Target, task: Task, error: PodError) -> PodFailure {
     PodFailure { key: target.key.clone(), address: target.address.clone(), error }
 }
 
-fn payload(input: &RoundInput, pods: &Pods, key: &str) -> ControlPayload {
-    ControlPayload {
-        pods: pods.clone(),
-        dependencies: input.dependencies.clone(),
-        key: key.to_string(),
-        epoch: Some(input.epoch),
+/// A phase's payloads: every pod gets the same pods, dependencies and epoch, and its own `key`.
+/// The shared part is serialised once per phase and each pod's body is that plus its key: one
+/// clone and one serialisation of the whole pod list per pod made a round of N pods O(N²) in
+/// the leader's CPU and allocations (bench/findings.md, "Scale").
+struct PhasePayload {
+    /// `{"pods":…,"dependencies":…,"epoch":…` without its closing brace.
+    shared: Vec<u8>,
+}
+
+/// The fields of an [`ochopod_core::ControlPayload`] that every pod of a round shares, borrowed.
+#[derive(serde::Serialize)]
+struct Shared<'a> {
+    pods: &'a Pods,
+    dependencies: &'a BTreeMap<String, Pods>,
+    epoch: u64,
+}
+
+impl PhasePayload {
+    fn new(input: &RoundInput, pods: &Pods) -> Self {
+        let shared = Shared { pods, dependencies: &input.dependencies, epoch: input.epoch };
+        // Maps with string keys, strings and numbers: serialising them cannot fail.
+        let mut shared = serde_json::to_vec(&shared).expect("a cluster payload serialises");
+        shared.pop(); // the closing `}`
+        PhasePayload { shared }
+    }
+
+    /// The body for the pod `key`: the same JSON object as `ControlPayload` serialises.
+    fn for_key(&self, key: &str) -> Bytes {
+        let key = serde_json::to_string(key).expect("a string serialises");
+        let mut body = Vec::with_capacity(self.shared.len() + key.len() + 8);
+        body.extend_from_slice(&self.shared);
+        body.extend_from_slice(b",\"key\":");
+        body.extend_from_slice(key.as_bytes());
+        body.push(b'}');
+        Bytes::from(body)
     }
 }
 
@@ -331,7 +360,8 @@ async fn phase<C: Control, F: Fence>(
     if !fence.holds().await {
         return Err(RoundError::Fenced(task));
     }
-    let send = |t: &Target| control.control(t.address.clone(), task, input.grace, payload(input, pods, &t.key));
+    let payload = PhasePayload::new(input, pods);
+    let send = |t: &Target| control.control(t.address.clone(), task, input.grace, payload.for_key(&t.key));
     if !input.sequential {
         return Ok(join_all(targets.iter().map(send)).await);
     }
@@ -352,7 +382,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    use ochopod_core::Registration;
+    use ochopod_core::{ControlPayload, Registration};
 
     /// Records every request and answers from a table (`(address, task)` → code; 200 otherwise;
     /// a missing host answers an error).
@@ -373,9 +403,11 @@ mod tests {
             address: String,
             task: Task,
             _grace: Duration,
-            payload: ControlPayload,
+            payload: Bytes,
         ) -> impl Future<Output = Result<Answer, SendError>> + Send + 'static {
             let me = self.clone();
+            // What a pod reads: the body must be a whole `ControlPayload`.
+            let payload: ControlPayload = serde_json::from_slice(&payload).expect("a control payload");
             async move {
                 me.calls.lock().unwrap().push((address.clone(), task, payload));
                 let now = me.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -446,6 +478,27 @@ mod tests {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[test]
+    fn a_phase_payload_is_the_control_payload_of_each_pod() {
+        let mut input = input(&["a", "b\"\\c"]);
+        input.dependencies.insert("db".into(), input.pods.clone());
+        let payload = PhasePayload::new(&input, &input.pods);
+        for key in input.pods.keys() {
+            let body = payload.for_key(key);
+            let read: ControlPayload = serde_json::from_slice(&body).unwrap();
+            let expected = ControlPayload {
+                pods: input.pods.clone(),
+                dependencies: input.dependencies.clone(),
+                key: key.clone(),
+                epoch: Some(input.epoch),
+            };
+            assert_eq!(read, expected);
+            // The same JSON object as the struct serialises (key order aside).
+            let as_value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(as_value, serde_json::to_value(&expected).unwrap());
         }
     }
 

@@ -183,12 +183,24 @@ impl PodClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<(u16, Bytes), ClientError> {
+        let body = body.map(serde_json::to_vec).transpose().map_err(|e| ClientError::Unreachable {
+            address: address.to_string(),
+            source: TransportError::new("request body", e),
+        })?;
+        self.post_bytes(address, path, body.map(Bytes::from), timeout, limit).await
+    }
+
+    /// [`Self::post`] with a body already serialised (JSON).
+    async fn post_bytes(
+        &self,
+        address: &str,
+        path: &str,
+        body: Option<Bytes>,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(u16, Bytes), ClientError> {
         let unreachable = |source| ClientError::Unreachable { address: address.to_string(), source };
         let too_large = || ClientError::TooLarge { address: address.to_string(), limit };
-        let body = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| unreachable(TransportError::new("request body", e)))?;
         match &self.transport {
             Transport::Http(http) => {
                 let mut req = http.post(format!("http://{address}{path}")).timeout(timeout);
@@ -250,6 +262,22 @@ impl PodClient {
         self.control_with(address, task, grace, payload).await
     }
 
+    /// `POST /control/<task>/<grace secs>` with a payload serialised by the caller: a leader
+    /// sends the same pods to every pod of a round and serialises them once, not once per pod.
+    pub async fn control_serialized(
+        &self,
+        address: &str,
+        task: Task,
+        grace: Duration,
+        payload: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let (secs, wait) = control_wait(grace);
+        let path = format!("/control/{task}/{secs}");
+        let (code, bytes) = self.post_bytes(address, &path, Some(payload), wait, limits::CONTROL).await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Reply { code, body })
+    }
+
     /// `POST /control/<task>/<secs>` with any JSON body (`signal` takes user JSON).
     pub async fn control_raw(
         &self,
@@ -268,8 +296,7 @@ impl PodClient {
         grace: Duration,
         body: Option<&B>,
     ) -> Result<Reply, ClientError> {
-        let secs = grace.as_secs().max(1);
-        let wait = grace.mul_f64(1.25).max(Duration::from_secs(2));
+        let (secs, wait) = control_wait(grace);
         self.send(address, &format!("/control/{task}/{secs}"), body, wait).await
     }
 
@@ -293,6 +320,12 @@ impl PodClient {
     ) -> Result<Reply, ClientError> {
         self.send(address, &format!("/{}", path.trim_start_matches('/')), body, timeout).await
     }
+}
+
+/// The grace in whole seconds for the path, and how long the client waits: `grace × 1.25`, as
+/// the original leader does, so that the pod's own 408 wins.
+fn control_wait(grace: Duration) -> (u64, Duration) {
+    (grace.as_secs().max(1), grace.mul_f64(1.25).max(Duration::from_secs(2)))
 }
 
 /// A connection to a pod opened by [`PodClient::open`]: plain TCP, or TLS verified as every

@@ -15,5 +15,7 @@ pub mod tls;
 pub mod wire;
 
 pub use client::{ClientError, PodClient, TransportError};
+/// Request and reply bodies (`hyper`'s, re-exported so callers need no HTTP crate).
+pub use hyper::body::Bytes;
 pub use tls::TlsSetupError;
 pub use wire::{ErrorBody, Info, Task};

@@ -104,7 +104,7 @@ impl Https {
         address: &str,
         path: &str,
         token: Option<&str>,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
         limit: usize,
     ) -> Result<(u16, Bytes), HttpsError> {
         let tls = self.connect(address).await?;
@@ -122,7 +122,7 @@ impl Https {
             req = req.header(CONTENT_TYPE, "application/json");
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| TransportError::new("request", e))?;
         let resp = sender.send_request(req).await.map_err(|e| TransportError::new("HTTP", e))?;
         let code = resp.status().as_u16();

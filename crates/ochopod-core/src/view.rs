@@ -104,7 +104,29 @@ fn entries(pods: &Pods) -> Vec<PodEntry> {
     pods.iter().map(|(key, registration)| PodEntry { key: key.clone(), registration: registration.clone() }).collect()
 }
 
+fn into_entries(pods: Pods) -> Vec<PodEntry> {
+    pods.into_iter().map(|(key, registration)| PodEntry { key, registration }).collect()
+}
+
 impl ClusterView {
+    /// [`Self::from_payload`] taking the payload: a pod's view of a large cluster is built
+    /// without copying every registration.
+    pub fn from_owned_payload(payload: ControlPayload) -> Result<Self, ViewError> {
+        let ControlPayload { pods, dependencies, key, epoch } = payload;
+        let index = pods.keys().position(|k| *k == key).ok_or_else(|| ViewError::UnknownKey(key.clone()))?;
+        let pod = pods[&key].clone();
+        Ok(ClusterView {
+            key,
+            index,
+            seq: pod.seq,
+            size: pods.len(),
+            pod,
+            pods: into_entries(pods),
+            dependencies: dependencies.into_iter().map(|(k, v)| (k, into_entries(v))).collect(),
+            epoch,
+        })
+    }
+
     pub fn from_payload(payload: &ControlPayload) -> Result<Self, ViewError> {
         let index = payload
             .pods

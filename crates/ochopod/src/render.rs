@@ -59,7 +59,7 @@ pub fn render(args: RenderArgs) -> ExitCode {
         }
     };
     let env = ochopod_config::process_env();
-    match ochopod_executor::render::render(&settings, &view, &env) {
+    match ochopod_executor::render::render(&settings, view.clone(), &env) {
         Ok(r) => {
             println!("# pod {} (index {}, seq {}, size {})", view.key, view.index, view.seq, view.size);
             if settings.process.is_some() {

@@ -41,7 +41,7 @@ use serde_json::{json, Value};
 use crate::{ExecutorStatus, Reply};
 use plan::{Job, Origin};
 pub use policy::{Backoff, HookSet, Policy};
-pub use vocabulary::{Action, Gen, HookError, HookKind, Input, JobId, Sig, Timer};
+pub use vocabulary::{Action, Gen, HookError, HookKind, Input, JobId, JsonBody, Sig, Timer};
 
 #[derive(Clone, Debug, PartialEq)]
 enum Proc {

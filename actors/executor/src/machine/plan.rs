@@ -3,16 +3,18 @@
 //! needs the outside world parks the job. Planning applies the epoch fence: a command from a
 //! leader older than the newest applied configuration is refused whole.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use ochopod_api::Task;
 use ochopod_config::RestartWhen;
+use ochopod_core::view::ViewError;
 use ochopod_core::{ClusterView, ControlPayload};
+use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{Action, HookKind, JobId, Machine, Proc};
+use super::{Action, HookKind, JobId, JsonBody, Machine, Proc};
 use crate::Reply;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -59,7 +61,7 @@ pub(super) enum Wait {
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum Origin {
-    Command(Task, Option<Value>),
+    Command(Task, Option<JsonBody>),
     Shutdown,
     Internal(&'static str, VecDeque<Step>),
 }
@@ -142,17 +144,46 @@ impl Machine {
         }
     }
 
-    pub(super) fn payload(body: &Option<Value>) -> Result<Option<Box<ClusterView>>, Reply> {
+    pub(super) fn payload(body: &Option<JsonBody>) -> Result<Option<Box<ClusterView>>, Reply> {
         let Some(body) = body else { return Ok(None) };
-        let payload = ControlPayload::deserialize(body)
+        let payload: ControlPayload = serde_json::from_str(body.as_str())
             .map_err(|e| Reply::BadRequest(format!("the body is not a cluster payload: {e}")))?;
-        ClusterView::from_payload(&payload).map(|v| Some(Box::new(v))).map_err(|e| Reply::BadRequest(e.to_string()))
+        ClusterView::from_owned_payload(payload)
+            .map(|v| Some(Box::new(v)))
+            .map_err(|e| Reply::BadRequest(e.to_string()))
+    }
+
+    /// What `check` and `ok` need of a leader payload when no hook reads the view: that its
+    /// key is one of its pods, and its epoch (`Ok(None)` without a body). The registrations are
+    /// skipped, not read: `on` reads them.
+    pub(super) fn addressed(body: &Option<JsonBody>) -> Result<Option<Option<u64>>, Reply> {
+        #[derive(Deserialize)]
+        struct Addressed {
+            #[serde(default)]
+            pods: BTreeMap<String, IgnoredAny>,
+            #[serde(default)]
+            key: String,
+            #[serde(default)]
+            epoch: Option<u64>,
+        }
+        let Some(body) = body else { return Ok(None) };
+        let payload: Addressed = serde_json::from_str(body.as_str())
+            .map_err(|e| Reply::BadRequest(format!("the body is not a cluster payload: {e}")))?;
+        if !payload.pods.contains_key(&payload.key) {
+            return Err(Reply::BadRequest(ViewError::UnknownKey(payload.key).to_string()));
+        }
+        Ok(Some(payload.epoch))
     }
 
     /// The epoch of a body that is a leader payload carrying one. Anything else (`{}` from an
     /// old script, an original leader's payload) carries none.
-    pub(super) fn epoch_of(body: &Option<Value>) -> Option<u64> {
-        ControlPayload::deserialize(body.as_ref()?).ok()?.epoch
+    pub(super) fn epoch_of(body: &Option<JsonBody>) -> Option<u64> {
+        #[derive(Deserialize)]
+        struct Epoch {
+            #[serde(default)]
+            epoch: Option<u64>,
+        }
+        serde_json::from_str::<Epoch>(body.as_ref()?.as_str()).ok()?.epoch
     }
 
     /// Refuse a command from a leader older than the newest applied configuration: a deposed
@@ -185,19 +216,19 @@ impl Machine {
                 Task::Check => {
                     // As the original: a check that cannot build the cluster is a soft failure, so
                     // a leader simply retries the round.
-                    let view = match Self::payload(body) {
-                        Ok(Some(view)) => view,
-                        Ok(None) => {
-                            return Err(Reply::SoftFailure(
-                                "check needs the cluster payload (pods, dependencies, key)".into(),
-                            ))
-                        }
-                        Err(Reply::BadRequest(e)) => return Err(Reply::SoftFailure(e)),
-                        Err(other) => return Err(other),
+                    let soft = |reply| match reply {
+                        Reply::BadRequest(e) => Reply::SoftFailure(e),
+                        other => other,
                     };
-                    self.fence(view.epoch)?;
+                    let missing =
+                        || Reply::SoftFailure("check needs the cluster payload (pods, dependencies, key)".into());
                     if hooks.can_configure {
+                        let view = Self::payload(body).map_err(soft)?.ok_or_else(missing)?;
+                        self.fence(view.epoch)?;
                         steps.push_back(Self::hook(HookKind::CanConfigure, Some(view), OnFail::Soft));
+                    } else {
+                        let epoch = Self::addressed(body).map_err(soft)?.ok_or_else(missing)?;
+                        self.fence(epoch)?;
                     }
                 }
                 Task::On => match Self::payload(body)? {
@@ -240,14 +271,15 @@ impl Machine {
                     steps.push_back(Step::Stop);
                 }
                 Task::Ok => {
-                    let view = Self::payload(body)?;
-                    self.fence(view.as_ref().and_then(|v| v.epoch))?;
-                    let view = view.or_else(|| self.last_view.clone());
                     if hooks.configured {
-                        let view = view.ok_or_else(|| {
+                        let view = Self::payload(body)?;
+                        self.fence(view.as_ref().and_then(|v| v.epoch))?;
+                        let view = view.or_else(|| self.last_view.clone()).ok_or_else(|| {
                             Reply::HookFailure("ok received out of context: this pod was never configured".into())
                         })?;
                         steps.push_back(Self::hook(HookKind::Configured, Some(view), OnFail::Hook));
+                    } else {
+                        self.fence(Self::addressed(body)?.flatten())?;
                     }
                 }
                 Task::Kill => {
@@ -260,7 +292,7 @@ impl Machine {
                 }
                 Task::Signal => {
                     if hooks.signaled {
-                        let stdin = body.as_ref().map(Value::to_string).unwrap_or_else(|| "{}".into());
+                        let stdin = body.as_ref().map(|b| b.to_value().to_string()).unwrap_or_else(|| "{}".into());
                         steps.push_back(Step::Hook {
                             hook: HookKind::Signaled,
                             view: self.last_view.clone(),

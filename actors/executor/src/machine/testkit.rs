@@ -43,7 +43,7 @@ impl T {
     pub(crate) fn send(&mut self, task: Task, body: Option<Value>) -> (JobId, Vec<Action>) {
         let id = self.next_id;
         self.next_id += 1;
-        (id, self.m.handle(Input::Command { id, task, body }, self.now))
+        (id, self.m.handle(Input::Command { id, task, body: body.as_ref().map(JsonBody::from) }, self.now))
     }
     pub(crate) fn input(&mut self, i: Input) -> Vec<Action> {
         self.m.handle(i, self.now)

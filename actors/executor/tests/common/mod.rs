@@ -12,7 +12,7 @@ use actix::prelude::*;
 use ochopod_api::Task;
 use ochopod_config::*;
 use ochopod_core::events::{Event, EventBus};
-use ochopod_executor::{Command, Executor, ExecutorStatus, GetStatus, Reply};
+use ochopod_executor::{Command, Executor, ExecutorStatus, GetStatus, JsonBody, Reply};
 use serde_json::{json, Value};
 
 /// The probe binary, built once per test binary with the same cargo.
@@ -146,7 +146,7 @@ pub fn payload(epoch: Option<u64>) -> Value {
 }
 
 pub async fn send(addr: &Addr<Executor>, task: Task, body: Option<Value>) -> Reply {
-    let cmd = Command { task, body };
+    let cmd = Command { task, body: body.as_ref().map(JsonBody::from) };
     tokio::time::timeout(Duration::from_secs(15), addr.send(cmd))
         .await
         .unwrap_or_else(|_| panic!("{task} got no reply within 15 s"))
