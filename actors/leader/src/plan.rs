@@ -15,6 +15,13 @@
 //! - no round while fewer than `min_size` live pods are registered (`status` says how many are
 //!   awaited), so a system that bootstraps from a static member list forms once, complete.
 //!
+//! - with a damper of zero, a change that arrived while a round ran does not start the next
+//!   round the moment it ends: the leader waits until the cluster has been quiet for half as long
+//!   as that round took (at most [`GATHER_QUIET_MAX`]), and at most four times as long as it took
+//!   (at most [`GATHER_MAX`]). Pods that register back to back are then configured in a few
+//!   rounds rather than one round per handful of them, each over every pod registered so far; a
+//!   change into a cluster at rest still starts a round at once.
+//!
 //! Unlike the original, pods that answered 410 (dead) are remembered and left out of the hash and
 //! of later rounds while their registration stays, so a dead pod does not cause a round every
 //! damper; and no round runs while a (non-glob) dependency has no snapshot yet.
@@ -31,6 +38,33 @@ use rand::SeedableRng;
 /// First retry of a failed round (at least the damper), growing to [`RETRY_MAX`].
 pub const RETRY_INITIAL: Duration = Duration::from_millis(250);
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// With a damper of zero, the longest quiet awaited after a round during which the cluster
+/// changed, and the longest wait for it (see the module's rules).
+pub const GATHER_QUIET_MAX: Duration = Duration::from_millis(100);
+pub const GATHER_MAX: Duration = Duration::from_secs(2);
+
+/// The wait after a round during which the cluster changed (damper zero only): until nothing
+/// changed for `quiet`, and no later than `until`. Measured from the round it follows, so the
+/// wait stays small next to the work a round costs: cheap rounds of a few pods follow one
+/// another closely, rounds over hundreds of pods are not repeated for every few that join.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Gather {
+    quiet: Duration,
+    until: Instant,
+}
+
+impl Gather {
+    fn after(round: Duration, now: Instant) -> Self {
+        let quiet = (round / 2).min(GATHER_QUIET_MAX);
+        Gather { quiet, until: now + (round * 4).clamp(quiet, GATHER_MAX) }
+    }
+
+    /// When the next round may start, the last change being at `last_change`.
+    fn deadline(&self, last_change: Option<Instant>, now: Instant) -> Instant {
+        last_change.map_or(now, |t| t + self.quiet).max(now).min(self.until)
+    }
+}
 
 /// What the actor must do after feeding the planner.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,6 +135,11 @@ pub struct Planner {
     last_error: Option<String>,
     retry: Backoff,
     rng: StdRng,
+    /// When the local pods or a dependency last changed.
+    last_change: Option<Instant>,
+    /// When the round in flight started.
+    round_started: Option<Instant>,
+    gather: Option<Gather>,
 }
 
 impl Planner {
@@ -124,6 +163,9 @@ impl Planner {
             last_error: None,
             retry: Backoff::new(RETRY_INITIAL, RETRY_MAX),
             rng: StdRng::from_os_rng(),
+            last_change: None,
+            round_started: None,
+            gather: None,
         }
     }
 
@@ -141,6 +183,9 @@ impl Planner {
     /// The pods registered under `pods/` (keyed by uuid).
     pub fn local(&mut self, pods: Pods, now: Instant) -> Decision {
         self.dead.retain(|k| pods.contains_key(k));
+        if self.local.as_ref() != Some(&pods) {
+            self.last_change = Some(now);
+        }
         self.local = Some(pods);
         self.evaluate(now)
     }
@@ -148,7 +193,11 @@ impl Planner {
     /// A dependency's (merged) snapshot, `None` while it does not exist.
     pub fn dependency(&mut self, entry: &str, pods: Option<Pods>, now: Instant) -> Decision {
         match self.dependencies.get_mut(entry) {
-            Some(slot) => *slot = pods,
+            Some(slot) if *slot != pods => {
+                *slot = pods;
+                self.last_change = Some(now);
+            }
+            Some(_) => {}
             None => return Decision::Nothing,
         }
         self.evaluate(now)
@@ -166,6 +215,7 @@ impl Planner {
     }
 
     pub fn damper_elapsed(&mut self, now: Instant) -> Decision {
+        self.keep_gathering(now);
         match self.pending {
             // Timers may fire a hair early on coarse clocks: re-arm rather than lose the round.
             Some(p) if now < p.deadline && self.configuring.is_none() => Decision::Arm(p.deadline),
@@ -181,6 +231,7 @@ impl Planner {
 
     pub fn round_finished(&mut self, result: RoundResult, now: Instant) -> Decision {
         self.configuring = None;
+        let took = self.round_started.take().map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         match result {
             RoundResult::Done { configured, dropped, hash } => {
                 let deps = self.in_flight.take().map(|(_, d)| d).unwrap_or_default();
@@ -193,6 +244,8 @@ impl Planner {
                 self.failures = 0;
                 self.last_error = None;
                 self.retry.reset();
+                let changed_meanwhile = self.current_hash().is_some_and(|h| self.stored.as_ref() != Some(&h));
+                self.gather = (self.damper.is_zero() && changed_meanwhile).then(|| Gather::after(took, now));
                 self.evaluate(now)
             }
             RoundResult::Failed { error } => {
@@ -274,10 +327,20 @@ impl Planner {
         Some((live, deps))
     }
 
+    /// While gathering, a change pushes the pending round back until the cluster is quiet again.
+    fn keep_gathering(&mut self, now: Instant) {
+        if let (Some(p), Some(g)) = (self.pending.as_mut(), self.gather) {
+            if !p.forced {
+                p.deadline = g.deadline(self.last_change, now);
+            }
+        }
+    }
+
     fn evaluate(&mut self, now: Instant) -> Decision {
         if self.configuring.is_some() {
             return Decision::Nothing;
         }
+        self.keep_gathering(now);
         let Some((local, deps)) = self.current() else { return Decision::Nothing };
         let Some(stored) = self.stored.clone() else { return Decision::Nothing };
         if local.len() < self.min_size {
@@ -287,7 +350,7 @@ impl Planner {
             return Decision::Nothing;
         }
         if self.reconfigure {
-            return self.start(local, deps, "reconfiguration requested".into());
+            return self.start(local, deps, "reconfiguration requested".into(), now);
         }
         let changed = state_hash(&local, &deps) != stored;
         match self.pending {
@@ -297,16 +360,20 @@ impl Planner {
                 } else {
                     self.what_changed(&local, &deps)
                 };
-                self.start(local, deps, reason)
+                self.start(local, deps, reason, now)
             }
             Some(p) if p.forced || changed => Decision::Nothing,
             Some(_) | None if !changed => {
                 self.pending = None;
+                self.gather = None;
                 let publish = (self.published.as_ref() != Some(&local)).then_some(local);
                 Decision::Settle { publish }
             }
             _ => {
-                let deadline = now + self.damper;
+                let deadline = match self.gather {
+                    Some(g) => g.deadline(self.last_change, now),
+                    None => now + self.damper,
+                };
                 self.pending = Some(Pending { deadline, forced: false });
                 Decision::Arm(deadline)
             }
@@ -335,8 +402,10 @@ impl Planner {
         }
     }
 
-    fn start(&mut self, pods: Pods, dependencies: BTreeMap<String, Pods>, reason: String) -> Decision {
+    fn start(&mut self, pods: Pods, dependencies: BTreeMap<String, Pods>, reason: String, now: Instant) -> Decision {
         self.pending = None;
+        self.gather = None;
+        self.round_started = Some(now);
         self.reconfigure = false;
         self.configuring = Some(pods.len());
         self.in_flight = Some((pods.clone(), dependencies.clone()));
@@ -491,6 +560,73 @@ mod tests {
         p.stored_hash(String::new(), t0);
         assert_eq!(p.local(pods(&["a"]), t0), Decision::Arm(t0));
         round_plan(p.damper_elapsed(t0));
+    }
+
+    #[test]
+    fn a_zero_damper_gathers_the_pods_that_registered_during_a_round_until_they_stop() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut p = Planner::new(Duration::ZERO, Vec::<String>::new());
+        p.stored_hash(String::new(), t0);
+        p.local(pods(&["a"]), t0);
+        let plan = round_plan(p.damper_elapsed(t0));
+        // Pods register while the round (100 ms) runs and after it, every 10 ms.
+        p.local(pods(&["a", "b"]), t0 + ms(50));
+        let hash = hash_of(&plan.pods);
+        let done = RoundResult::Done { configured: plan.pods, dropped: vec![], hash };
+        // Half the round (50 ms) of quiet after the last change, which was at 50 ms: due now,
+        // but the timer fires after pods registered again.
+        assert_eq!(p.round_finished(done, t0 + ms(100)), Decision::Arm(t0 + ms(100)));
+        let mut t = t0 + ms(100);
+        let mut keys = vec!["a".to_string(), "b".to_string()];
+        for i in 0..5 {
+            keys.push(format!("c{i}"));
+            t += ms(10);
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            assert_eq!(p.local(pods(&refs), t), Decision::Nothing, "gathering");
+        }
+        // The timer armed before the last changes fires: wait for 50 ms of quiet after them.
+        assert_eq!(p.damper_elapsed(t), Decision::Arm(t + ms(50)));
+        let plan = round_plan(p.damper_elapsed(t + ms(50)));
+        assert_eq!(plan.pods.len(), 7, "one round for all of them");
+    }
+
+    #[test]
+    fn a_zero_damper_gathers_at_most_four_rounds_long_and_a_change_at_rest_starts_at_once() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut p = Planner::new(Duration::ZERO, Vec::<String>::new());
+        p.stored_hash(String::new(), t0);
+        p.local(pods(&["a"]), t0);
+        let plan = round_plan(p.damper_elapsed(t0));
+        p.local(pods(&["a", "b"]), t0 + ms(20));
+        let done = RoundResult::Done { configured: plan.pods, dropped: vec![], hash: hash_of(&pods(&["a"])) };
+        let end = t0 + ms(20);
+        assert_eq!(p.round_finished(done, end), Decision::Arm(end + ms(10)));
+        // Pods keep registering every 5 ms: the round starts 4 × 20 ms after the last one ended.
+        let mut keys = vec!["a".to_string(), "b".to_string()];
+        let mut t = end;
+        let mut decision = Decision::Nothing;
+        while t < end + ms(80) {
+            t += ms(5);
+            keys.push(format!("k{}", keys.len()));
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            decision = p.local(pods(&refs), t);
+            if matches!(decision, Decision::Round(_)) {
+                break;
+            }
+            decision = p.damper_elapsed(t);
+            assert_eq!(decision, Decision::Arm((t + ms(10)).min(end + ms(80))), "gathering");
+        }
+        let plan = round_plan(decision);
+        assert_eq!(t, end + ms(80));
+        // Done at rest; a pod joins later: no gathering, the round starts at once.
+        let hash = hash_of(&plan.pods);
+        let settled = plan.pods.clone();
+        p.round_finished(RoundResult::Done { configured: plan.pods, dropped: vec![], hash }, t + ms(30));
+        let mut joined: Vec<&str> = settled.keys().map(String::as_str).collect();
+        joined.push("late");
+        assert_eq!(p.local(pods(&joined), t + ms(40)), Decision::Arm(t + ms(40)));
     }
 
     #[test]
