@@ -144,6 +144,11 @@ impl Pod {
         .with_context(|| format!("pod {} log:\n{}", self.address(), self.log_tail(30)))
     }
 
+    /// Everything the pod printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("pod.log")).unwrap_or_default()
+    }
+
     /// The last `n` lines the pod printed.
     pub fn log_tail(&self, n: usize) -> String {
         let text = fs::read_to_string(self.dir.path().join("pod.log")).unwrap_or_default();

@@ -568,6 +568,47 @@ struct ScaleRun {
     /// CPU seconds of the busiest pod (a leader's rounds) and of the median pod.
     cpu_busiest: f64,
     cpu_median: f64,
+    /// The rounds each cluster's leader ran during the launch, from its log, the cluster with
+    /// the most rounds first.
+    rounds: Vec<Vec<Round>>,
+}
+
+/// A round as the leader logged it: its pods, when it started (seconds from the first spawn)
+/// and how long it took.
+#[derive(Clone, Copy, Debug)]
+struct Round {
+    pods: usize,
+    start: f64,
+    took: f64,
+}
+
+/// Seconds since midnight UTC of a log line's timestamp (`2026-12-01T18:25:19.703902Z …`).
+fn log_time(line: &str) -> Option<f64> {
+    let clock = line.split_whitespace().next()?.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = clock.split(':');
+    let (h, m, s): (f64, f64, f64) =
+        (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// The rounds a pod led, from its log (`configuring … pods=N`, then `configuration complete …
+/// ms=N`); `day0` is the first spawn in seconds since midnight UTC.
+fn rounds_led(pod: &Pod, day0: f64) -> Vec<Round> {
+    let field = |line: &str, name: &str| -> Option<f64> {
+        line.split_whitespace().find_map(|w| w.strip_prefix(name)?.parse().ok())
+    };
+    let mut rounds: Vec<Round> = Vec::new();
+    for line in pod.log().lines() {
+        if line.contains(" configuring ") {
+            let start = log_time(line).map_or(f64::NAN, |t| (t - day0).rem_euclid(86_400.0));
+            rounds.push(Round { pods: field(line, "pods=").unwrap_or(0.0) as usize, start, took: f64::NAN });
+        } else if line.contains("configuration complete") {
+            if let (Some(last), Some(ms)) = (rounds.last_mut(), field(line, "ms=")) {
+                last.took = ms / 1000.0;
+            }
+        }
+    }
+    rounds
 }
 
 /// `clusters` clusters of `size` pods, all spawned back to back; settled when every cluster is.
@@ -576,6 +617,7 @@ async fn scale(b: &Bench, clusters: usize, size: usize) -> anyhow::Result<ScaleR
     let (zk0, own0) = (cpu_total(zk_pid), cpu_total(std::process::id()));
     let ns = b.namespace();
     let t0 = Instant::now();
+    let day0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64() % 86_400.0;
     let mut groups = Vec::new();
     for c in 0..clusters {
         let pods = b.start_many(&ns, &format!("c{c}"), size, DEFAULT_SESSION)?;
@@ -595,6 +637,11 @@ async fn scale(b: &Bench, clusters: usize, size: usize) -> anyhow::Result<ScaleR
         done = done.max(s);
     }
     let (zk1, own1) = (cpu_total(zk_pid), cpu_total(std::process::id()));
+    let mut rounds: Vec<Vec<Round>> = groups
+        .iter()
+        .map(|pods| pods.iter().map(|p| rounds_led(p, day0)).max_by_key(Vec::len).unwrap_or_default())
+        .collect();
+    rounds.sort_by_key(|r| std::cmp::Reverse(r.len()));
     let all: Vec<Pod> = groups.into_iter().flatten().collect();
     let keepers: Vec<u32> = all.iter().filter_map(keeper_of).collect();
     let mut per_pod: Vec<f64> = all.iter().map(|p| cpu_total(p.pid())).collect();
@@ -610,9 +657,24 @@ async fn scale(b: &Bench, clusters: usize, size: usize) -> anyhow::Result<ScaleR
         cpu: [per_pod.iter().sum(), keepers.iter().map(|k| cpu_total(*k)).sum(), zk1 - zk0, own1 - own0],
         cpu_busiest: per_pod.last().copied().unwrap_or(0.0),
         cpu_median: per_pod.get(per_pod.len() / 2).copied().unwrap_or(0.0),
+        rounds,
     };
     stop_all(all);
     Ok(run)
+}
+
+/// One cluster: each round's pods, start and duration; several: the most and the median number
+/// of rounds.
+fn rounds_cell(rounds: &[Vec<Round>]) -> String {
+    match rounds {
+        [] => String::new(),
+        [one] => {
+            let each: Vec<String> =
+                one.iter().map(|r| format!("{} at {:.2} s, {:.2} s", r.pods, r.start, r.took)).collect();
+            format!("{}: {}", one.len(), each.join("; "))
+        }
+        many => format!("at most {}, median {} per cluster", many[0].len(), many[many.len() / 2].len()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -905,8 +967,8 @@ async fn main() -> anyhow::Result<()> {
              looked at every 50 ms; times from the first spawn. CPU (utime + stime) is what each party used from the first \
              spawn to settled, out of 2 cores × the wall time (other work on the machine takes the rest): it shows how much of the time is ochopod's and how much the \
              harness's (spawning, polling) and ZooKeeper's.\n\n\
-             | scenario | last spawn | all running | settled | target (settled) | ochopod RSS total | target (RSS) | ochopod PSS total | keepers' private total | CPU: pods / keepers / ZooKeeper / bench | CPU of the busiest pod / the median pod |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|\n",
+             | scenario | last spawn | all running | settled | target (settled) | ochopod RSS total | target (RSS) | ochopod PSS total | keepers' private total | CPU: pods / keepers / ZooKeeper / bench | CPU of the busiest pod / the median pod | rounds before settled (pods, start, duration) |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for (clusters, size, settle_target, rss_target) in [(1, 200, 1.5, Some(1.2 * 1024.0)), (50, 10, 3.0, None)] {
             let r = scale(&b, clusters, size).await?;
@@ -925,7 +987,7 @@ async fn main() -> anyhow::Result<()> {
                 format!("≤ {:.1} GiB {}", l / 1024.0, if r.rss_mib <= l { "✓" } else { "**✗ missed**" })
             });
             scale_md.push_str(&format!(
-                "| {name} | {:.2} s | {:.2} s | {:.2} s | ≤ {settle_target} s {} | {:.0} MiB | {rss_cell} | {:.0} MiB | {:.0} MiB | {:.1} / {:.1} / {:.1} / {:.1} s of {:.1} s | {:.2} s / {:.3} s |\n",
+                "| {name} | {:.2} s | {:.2} s | {:.2} s | ≤ {settle_target} s {} | {:.0} MiB | {rss_cell} | {:.0} MiB | {:.0} MiB | {:.1} / {:.1} / {:.1} / {:.1} s of {:.1} s | {:.2} s / {:.3} s | {} |\n",
                 r.spawned,
                 r.running,
                 r.settled,
@@ -939,7 +1001,8 @@ async fn main() -> anyhow::Result<()> {
                 r.cpu[3],
                 2.0 * r.settled,
                 r.cpu_busiest,
-                r.cpu_median
+                r.cpu_median,
+                rounds_cell(&r.rounds)
             ));
         }
     }
