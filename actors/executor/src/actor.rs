@@ -200,6 +200,9 @@ impl Executor {
                         tracing::warn!(error = %e, "configuration failed");
                     }
                     act.drive(ctx, Input::Configured { result });
+                    // The payload, the view's copies and the rendering are freed: give their
+                    // pages back (a pod of a large cluster holds them otherwise).
+                    ochopod_proc::memory::release_free_memory();
                 }));
                 None
             }

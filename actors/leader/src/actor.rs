@@ -770,6 +770,8 @@ impl Handler<RoundDone> for Leader {
                 let result = RoundResult::Done { configured: outcome.configured, dropped: outcome.dropped, hash };
                 let decision = lead.planner.round_finished(result, now);
                 self.probe_now(ctx);
+                // The round's requests and replies are freed: give their pages back.
+                ochopod_proc::memory::release_free_memory();
                 decision
             }
             Err(failure @ RoundFailure::Stale { newest, ours, .. }) if ours == lead.epoch => {

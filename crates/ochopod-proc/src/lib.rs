@@ -16,6 +16,7 @@
 //!   it at shutdown.
 //! - [`keeper`] is a tiny watcher process that ends the cookie's carriers when ochopod dies
 //!   without a shutdown (SIGKILL, abort), when ochopod is not PID 1.
+//! - [`memory`] gives the heap pages a round freed back to the system.
 //! - [`lines`] reads a child's piped output line by line whatever it contains (invalid UTF-8,
 //!   endless lines) until EOF, so the child can never block on a full pipe.
 //!
@@ -23,6 +24,7 @@
 
 pub mod keeper;
 pub mod lines;
+pub mod memory;
 pub mod reaper;
 pub mod shell;
 pub mod stat;
