@@ -149,6 +149,14 @@ fn reap_forever() {
 /// One scan: reap the zombies that are ours to reap. Returns how long until an unregistered
 /// zombie's grace runs out, if one is waiting.
 pub fn reap_once(first_seen: &mut HashMap<i32, Instant>, now: Instant) -> Option<Duration> {
+    // Most wake-ups find no zombie at all (the child that exited was reaped by its owner, or this
+    // is the first look): one `waitid` that reaps nothing says so. The scan below reads every
+    // process of the host in /proc; done by every pod at start it made 500 pods starting together
+    // on one host cost O(pods²) (bench/findings.md, "Scale").
+    if !any_zombie_child() {
+        first_seen.clear();
+        return None;
+    }
     let me = getpid().as_raw();
     let set = owned();
     let zombies = zombie_children(me);
@@ -173,6 +181,16 @@ pub fn reap_once(first_seen: &mut HashMap<i32, Instant>, now: Instant) -> Option
         first_seen.remove(&pid);
     }
     next
+}
+
+/// Whether some child of ours is a zombie, without reaping it (`WNOWAIT`). On an error other than
+/// "no child", says yes: the caller then looks in /proc.
+pub fn any_zombie_child() -> bool {
+    use nix::sys::wait::{waitid, Id};
+    match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT) {
+        Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => false,
+        Ok(_) | Err(_) => true,
+    }
 }
 
 /// The pids of our children that are zombies (see [`crate::stat`]).

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ochopod_proc::reaper::{reap_once, spawn, zombie_children, GRACE};
+use ochopod_proc::reaper::{any_zombie_child, reap_once, spawn, zombie_children, GRACE};
 
 #[test]
 fn a_registered_zombie_is_never_reaped_and_an_unregistered_one_after_the_grace() {
@@ -25,6 +25,8 @@ fn a_registered_zombie_is_never_reaped_and_an_unregistered_one_after_the_grace()
             assert!(Instant::now() < deadline, "the children never became zombies");
             std::thread::sleep(Duration::from_millis(5));
         }
+        assert!(any_zombie_child());
+        assert!(zombie_children(me).contains(&stray), "looking reaped nothing");
         let wait = reap_once(&mut first_seen, t0).expect("the stray waits out its grace");
         assert!(wait <= GRACE);
         assert!(zombie_children(me).contains(&stray), "reaped before its grace");
@@ -34,5 +36,7 @@ fn a_registered_zombie_is_never_reaped_and_an_unregistered_one_after_the_grace()
         let status = child.wait().await.expect("the registered child's status was stolen");
         assert!(status.success());
         drop(owned);
+        assert!(!any_zombie_child(), "every zombie was reaped");
+        assert_eq!(reap_once(&mut first_seen, t0 + GRACE * 20), None);
     });
 }
