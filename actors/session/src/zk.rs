@@ -61,11 +61,21 @@ pub async fn establish(p: &Params, seq: Option<u64>) -> Result<Registered, Sessi
 }
 
 /// The pods dir and the persistent (initially empty) `hash` node, as the original makes them.
+/// Both exist but for the cluster's first pod: they are looked up first (a read), since a create
+/// that fails is still a write ZooKeeper logs to disk, and pods starting together would queue
+/// two of them each in front of their registrations.
 async fn prepare(client: &Client, prefix: &str, op_timeout: Duration) -> Result<(), SessionError> {
     let dir = paths::pods_dir(prefix);
+    let hash = paths::hash_node(prefix);
+    let (has_dir, has_hash) = tokio::join!(
+        timed("exists", &dir, op_timeout, client.check_stat(&dir)),
+        timed("exists", &hash, op_timeout, client.check_stat(&hash)),
+    );
+    if has_dir?.is_some() && has_hash?.is_some() {
+        return Ok(());
+    }
     let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
     timed("mkdir", &dir, op_timeout, client.mkdir(&dir, &persistent)).await?;
-    let hash = paths::hash_node(prefix);
     match timed("create", &hash, op_timeout, client.create(&hash, b"", &persistent)).await {
         Ok(_) => Ok(()),
         Err(ZkError::Failed { source: zookeeper_client::Error::NodeExists, .. }) => Ok(()),

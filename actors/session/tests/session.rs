@@ -78,9 +78,9 @@ async fn registrations_carry_their_json_and_a_unique_seq_from_the_create_on() {
     let bus = EventBus::new(256);
     let mut bus_rx = bus.subscribe();
 
-    // Several pods at once, so the sequence reservation really races.
+    // Many pods at once, so the sequence reservation really races (and losers guess several).
     let mut pods = Vec::new();
-    for i in 0..5u16 {
+    for i in 0..20u16 {
         let key = new_key();
         let reg = registration(NS, CLUSTER, 31000 + i);
         let (probe, rx) = Probe::start();
