@@ -562,14 +562,20 @@ mod tests {
         round_plan(p.damper_elapsed(t0));
     }
 
-    #[test]
-    fn a_zero_damper_gathers_the_pods_that_registered_during_a_round_until_they_stop() {
-        let ms = Duration::from_millis;
-        let t0 = Instant::now();
+    /// A planner without damper whose first round (pod `a`) started at `t0`.
+    fn first_round_without_damper(t0: Instant) -> (Planner, RoundPlan) {
         let mut p = Planner::new(Duration::ZERO, Vec::<String>::new());
         p.stored_hash(String::new(), t0);
         p.local(pods(&["a"]), t0);
         let plan = round_plan(p.damper_elapsed(t0));
+        (p, plan)
+    }
+
+    #[test]
+    fn a_zero_damper_gathers_the_pods_that_registered_during_a_round_until_they_stop() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let (mut p, plan) = first_round_without_damper(t0);
         // Pods register while the round (100 ms) runs and after it, every 10 ms.
         p.local(pods(&["a", "b"]), t0 + ms(50));
         let hash = hash_of(&plan.pods);
@@ -595,10 +601,7 @@ mod tests {
     fn a_zero_damper_gathers_at_most_four_rounds_long_and_a_change_at_rest_starts_at_once() {
         let ms = Duration::from_millis;
         let t0 = Instant::now();
-        let mut p = Planner::new(Duration::ZERO, Vec::<String>::new());
-        p.stored_hash(String::new(), t0);
-        p.local(pods(&["a"]), t0);
-        let plan = round_plan(p.damper_elapsed(t0));
+        let (mut p, plan) = first_round_without_damper(t0);
         p.local(pods(&["a", "b"]), t0 + ms(20));
         let done = RoundResult::Done { configured: plan.pods, dropped: vec![], hash: hash_of(&pods(&["a"])) };
         let end = t0 + ms(20);
