@@ -111,7 +111,11 @@ fn parse_timeout(raw: Option<&str>) -> Result<Duration, ControlError> {
 }
 
 /// `None` for an empty body; otherwise the body must be JSON, within `limit` bytes.
-async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Option<JsonBody>, ControlError> {
+async fn read_json(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Option<JsonBody>, ControlError> {
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {

@@ -121,9 +121,7 @@ impl Https {
         if body.is_some() {
             req = req.header(CONTENT_TYPE, "application/json");
         }
-        let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| TransportError::new("request", e))?;
+        let req = req.body(Full::new(body.unwrap_or_default())).map_err(|e| TransportError::new("request", e))?;
         let resp = sender.send_request(req).await.map_err(|e| TransportError::new("HTTP", e))?;
         let code = resp.status().as_u16();
         let declared = resp

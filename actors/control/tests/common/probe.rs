@@ -60,7 +60,11 @@ impl Handler<Command> for Probe {
     fn handle(&mut self, cmd: Command, _: &mut Context<Self>) -> Self::Result {
         let script = self.0.clone();
         let (reply, takes) = script.replies.lock().unwrap().get(&cmd.task).cloned().unwrap_or_else(|| {
-            let body = if cmd.task == Task::Signal { cmd.body.as_ref().map_or(json!({}), |b| b.to_value()) } else { json!({}) };
+            let body = if cmd.task == Task::Signal {
+                cmd.body.as_ref().map_or(json!({}), |b| b.to_value())
+            } else {
+                json!({})
+            };
             (Reply::Ok(body), Duration::ZERO)
         });
         AtomicResponse::new(Box::pin(
