@@ -6,8 +6,8 @@
 #
 # How: a release binary built by images/release.sh without symbols stripped runs under
 # valgrind's callgrind (every function executed, however rarely), once as the leader and once as
-# a follower of a 3-pod cluster of the bench's declaration against a local ZooKeeper: start,
-# rounds (a fourth pod joins), /info, /metrics, /log, idle, SIGTERM; its keeper is traced too.
+# a follower of a 14-pod cluster of the bench's declaration against a local ZooKeeper: start,
+# rounds (a fifteenth pod joins), /info, /metrics, /log, idle, SIGTERM; its keeper is traced too.
 # The list is every executed function's symbol as the binary names it, sorted.
 #
 # Needs valgrind, java and Debian's zookeeper (make setup installs the latter), about 3 minutes.
@@ -70,11 +70,13 @@ look() { for _ in $(seq 1 "$1"); do for p in "${ports[@]}"; do curl -s -m 2 "loc
 for role in leader follower; do
   ports=()
   first=${#pids[@]}
+  # 14 pods: more than a B-tree leaf holds (11), so the code that large clusters run (node
+  # splits, longer payloads) is traced too, not only a 3-pod cluster's.
   if [ $role = leader ]; then
     pod "hot$role" "${vg[@]}"; traced=${pids[-1]}; traced_port=$port; sleep 12
-    pod "hot$role"; pod "hot$role"
+    for _ in $(seq 13); do pod "hot$role"; done
   else
-    pod "hot$role"; pod "hot$role"; sleep 2
+    for _ in $(seq 13); do pod "hot$role"; done; sleep 2
     pod "hot$role" "${vg[@]}"; traced=${pids[-1]}; traced_port=$port
   fi
   sleep 15; look 20
