@@ -77,7 +77,6 @@ struct Lead {
     probe_running: bool,
     /// A round finished while the probe ran: probe again once it is done.
     probe_again: bool,
-    round_started: Option<Instant>,
     /// Cleared when leadership stops; the round's fence reads it between steps.
     active: Arc<AtomicBool>,
     /// The last configured state as the leader's own payload: the probe's input.
@@ -230,7 +229,6 @@ impl Leader {
             probe_timer: None,
             probe_running: false,
             probe_again: false,
-            round_started: None,
             active: Arc::new(AtomicBool::new(true)),
             last_payload: None,
             publishing: None,
@@ -320,7 +318,6 @@ impl Leader {
     fn start_round(&mut self, plan: RoundPlan, ctx: &mut Context<Self>) {
         let (Some(client), Some(lead)) = (self.client(), self.lead.as_mut()) else { return };
         lead.publishing = None;
-        lead.round_started = Some(Instant::now());
         let model = &self.settings.model;
         let input = RoundInput {
             pods: plan.pods,
@@ -746,7 +743,7 @@ impl Handler<RoundDone> for Leader {
             return;
         }
         let Some(lead) = self.lead.as_mut() else { return };
-        let ms = lead.round_started.take().map(|t| t.elapsed().as_millis() as u64).unwrap_or(0);
+        let ms = lead.planner.round_started().map_or(0, |t| t.elapsed().as_millis() as u64);
         self.stats.last_round_ms = Some(ms);
         self.stats.rounds_ms_total += ms;
         let now = Instant::now();

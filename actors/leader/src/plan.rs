@@ -273,6 +273,11 @@ impl Planner {
         self.probe_passing
     }
 
+    /// When the round in flight started.
+    pub fn round_started(&self) -> Option<Instant> {
+        self.round_started
+    }
+
     pub fn is_configuring(&self) -> bool {
         self.configuring.is_some()
     }

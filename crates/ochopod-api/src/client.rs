@@ -131,6 +131,12 @@ pub struct Reply {
     pub body: Value,
 }
 
+impl Reply {
+    fn read(code: u16, bytes: &[u8]) -> Self {
+        Reply { code, body: serde_json::from_slice(bytes).unwrap_or(Value::Null) }
+    }
+}
+
 /// Cheap to clone. Never goes through an HTTP proxy: pod-to-pod calls must not be hijacked by a
 /// container's `HTTP_PROXY`.
 #[derive(Clone, Debug)]
@@ -246,8 +252,7 @@ impl PodClient {
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
         let (code, bytes) = self.post(address, path, body, timeout, limits::for_path(path)).await?;
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Reply { code, body })
+        Ok(Reply::read(code, &bytes))
     }
 
     /// `POST /control/<task>/<grace secs>` with the payload (or an empty body).
@@ -274,8 +279,7 @@ impl PodClient {
         let (secs, wait) = control_wait(grace);
         let path = format!("/control/{task}/{secs}");
         let (code, bytes) = self.post_bytes(address, &path, Some(payload), wait, limits::CONTROL).await?;
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Reply { code, body })
+        Ok(Reply::read(code, &bytes))
     }
 
     /// `POST /control/<task>/<secs>` with any JSON body (`signal` takes user JSON).

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::portal::Served;
+use common::portal::{cli, Served};
 use common::*;
 use serde_json::{json, Value};
 
@@ -22,20 +22,6 @@ async fn call(http: &reqwest::Client, url: &str, route: &str, token: Option<&str
     let resp = req.send().await.expect("the portal answers");
     let code = resp.status().as_u16();
     (code, resp.json().await.unwrap_or(Value::Null))
-}
-
-fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("OCHOPOD_PORTAL").env_remove("OCHOPOD_TOKEN").env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,10 +11,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
-use common::portal::Served;
+use common::portal::{cli, Served};
 use common::*;
 use ochopod_integration::etcd::{self, EtcdCluster};
 use ochopod_integration::settle::Store;
@@ -50,25 +49,6 @@ async fn call(url: &str, route: &str, body: Value) -> (u16, Value) {
     let resp = http.post(format!("{url}{route}")).bearer_auth(TOKEN).json(&body).send().await.expect("it answers");
     let code = resp.status().as_u16();
     (code, resp.json().await.unwrap_or(Value::Null))
-}
-
-fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("OCHOPOD_PORTAL")
-        .env_remove("OCHOPOD_TOKEN")
-        .env_remove("OCHOPOD_ETCD")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 /// Waits until the portal's own pod is listed (through the portal) as `test.portal`.

@@ -130,8 +130,8 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
     if args.serve {
         return server::main(args);
     }
-    let on_etcd = std::env::var(ochopod_config::etcd::ENV).is_ok_and(|u| !u.trim().is_empty());
-    if let Err(e) = server::deploys_where_it_reads(&args, on_etcd || args.etcd_file.is_some()) {
+    let own_etcd = std::env::var(ochopod_config::etcd::ENV).ok().filter(|u| !u.trim().is_empty());
+    if let Err(e) = server::deploys_where_it_reads(&args, own_etcd.is_some() || args.etcd_file.is_some()) {
         eprintln!("ochopod portal: {e}");
         return ExitCode::from(2);
     }
@@ -164,11 +164,9 @@ pub fn main(args: PortalArgs, verbose: u8, format: LogFormat) -> ExitCode {
         private.push(("deploy-zk", zk.clone()));
         argv.extend(["--deploy-zk-file".into(), dir.join("deploy-zk").display().to_string()]);
     }
-    if let Some(url) = std::env::var(ochopod_config::etcd::ENV).ok().filter(|u| !u.trim().is_empty()) {
-        if args.etcd_file.is_none() {
-            private.push(("etcd", url));
-            argv.extend(["--etcd-file".into(), dir.join("etcd").display().to_string()]);
-        }
+    if let Some(url) = own_etcd.filter(|_| args.etcd_file.is_none()) {
+        private.push(("etcd", url));
+        argv.extend(["--etcd-file".into(), dir.join("etcd").display().to_string()]);
     }
     if let Some(url) = &args.deploy_etcd {
         private.push(("deploy-etcd", url.0.clone()));

@@ -177,3 +177,24 @@ pub fn kill_tree(child: &mut Child) {
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
 }
+
+/// Runs the `ochopod` CLI as a user would, without the portal, token or store variables of the
+/// test's own environment (only `env`'s): `(exit code, stdout, stderr)`.
+pub fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("OCHOPOD_PORTAL")
+        .env_remove("OCHOPOD_TOKEN")
+        .env_remove("OCHOPOD_ETCD")
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
